@@ -1,0 +1,113 @@
+"""PreferenceCondition: what a recommender hands to generation for one user."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class PreferenceCondition:
+    """A user's estimated preference in the forms generation can use.
+
+    `attributes` maps an attribute kind to weighted keywords, e.g. {"color": {"navy": 0.6}};
+    `embedding` lives in the item-embedding space of the model that made it (`source`).
+    """
+
+    user_id: str
+    item_scores: list[tuple[str, float]] = field(default_factory=list)
+    embedding: list[float] | None = None
+    attributes: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference_items: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def top_keywords(self, n: int = 1, kinds: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """The `n` heaviest keywords of each attribute kind."""
+        out = {}
+        for kind, weights in self.attributes.items():
+            if kinds is not None and kind not in kinds:
+                continue
+            out[kind] = [k for k, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["item_scores"] = [[i, float(s)] for i, s in self.item_scores]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreferenceCondition":
+        from .errors import InputError
+
+        unknown = set(d) - {"user_id", "item_scores", "embedding", "attributes", "reference_items", "source"}
+        if unknown:
+            raise InputError(f"unknown condition field(s): {', '.join(sorted(unknown))}")
+        if "user_id" not in d:
+            raise InputError("condition has no user_id")
+        return cls(
+            user_id=str(d["user_id"]),
+            item_scores=[(str(i), float(s)) for i, s in d.get("item_scores", [])],
+            embedding=None if d.get("embedding") is None else [float(x) for x in d["embedding"]],
+            attributes={k: {kk: float(vv) for kk, vv in v.items()} for k, v in d.get("attributes", {}).items()},
+            reference_items=[str(i) for i in d.get("reference_items", [])],
+            source=str(d.get("source", "")),
+        )
+
+
+def _softmax(x: np.ndarray, temperature: float) -> np.ndarray:
+    z = (x - x.max()) / max(temperature, 1e-8)
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def condition_from_scores(
+    user_id: str,
+    scores: np.ndarray,
+    item_ids: Sequence[str],
+    *,
+    source: str,
+    item_emb: np.ndarray | None = None,
+    catalog=None,
+    history: Sequence[str] = (),
+    k: int = 20,
+    temperature: float | None = None,
+    embedding: np.ndarray | None = None,
+    n_reference: int = 4,
+) -> PreferenceCondition:
+    """Build a condition the same way for every model: top-k items, weighted embedding and attributes.
+
+    Weights are a softmax over the top-k scores (temperature = their std by default), so a model's
+    confidence, not its score scale, decides how peaked the condition is. Seen items are excluded.
+    """
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    seen = {str(h) for h in history}
+    index = {iid: j for j, iid in enumerate(item_ids)}
+    for h in seen:
+        if h in index:
+            scores[index[h]] = -np.inf
+    k = min(k, int(np.isfinite(scores).sum()))
+    top = np.argsort(-scores, kind="stable")[:k]
+    top_scores = scores[top]
+    temp = temperature if temperature is not None else float(top_scores.std()) or 1.0
+    w = _softmax(top_scores, temp)
+    emb = embedding
+    if emb is None and item_emb is not None:
+        emb = (w[:, None] * np.asarray(item_emb)[top]).sum(0)
+    attributes: dict[str, dict[str, float]] = {}
+    if catalog is not None:
+        for weight, j in zip(w, top):
+            item = catalog[item_ids[j]]
+            for kind, value in [("category", item.category), *item.attributes.items()]:
+                bucket = attributes.setdefault(kind, {})
+                bucket[value] = bucket.get(value, 0.0) + float(weight)
+    refs = [h for h in list(history)[::-1] if h in index][:n_reference]
+    return PreferenceCondition(
+        user_id=str(user_id),
+        item_scores=[(str(item_ids[j]), float(s)) for j, s in zip(top, top_scores)],
+        embedding=None if emb is None else [float(x) for x in np.asarray(emb).ravel()],
+        attributes={kind: dict(sorted(v.items(), key=lambda kv: -kv[1])) for kind, v in attributes.items()},
+        reference_items=refs,
+        source=source,
+    )
