@@ -1,0 +1,94 @@
+"""Checks for untrusted user input shared by every entry point: images, prompts and output paths."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from .errors import InputError
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # far above any ad size; stops decompression bombs before decoding
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+MAX_PROMPT_CHARS = 1000
+
+
+def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
+    """Open a user's image safely and return it as RGBA (8 bits per channel, first frame).
+
+    Refuses empty files, non-images, truncated files, oversized images (decompression bombs)
+    and animations; converts grayscale, palette, CMYK and 16-bit images.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("image not found", path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("image file is empty (0 bytes)", path)
+    if size > MAX_IMAGE_BYTES:
+        raise InputError(f"image file is {size / 2**20:.0f} MB; the limit is {MAX_IMAGE_BYTES // 2**20} MB", path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise InputError(f"image is {w}x{h} pixels; the limit is {max_pixels} pixels (possible decompression bomb)", path)
+            if getattr(im, "n_frames", 1) > 1:
+                raise InputError("animated images are not supported; export a single frame as PNG", path)
+            im.load()
+            return _to_rgba8(im)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError("not an image file PIL can read (is the extension lying?)", path) from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image too large ({e})", path) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"image is damaged or truncated ({e})", path) from None
+
+
+def _to_rgba8(im):
+    """Any PIL mode -> 8-bit RGBA; 16-bit and float modes are scaled, not clipped."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im.convert("RGBA")
+
+
+def check_prompt(text: str | None, *, what: str = "prompt", allow_empty: bool = False,
+                 max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """Normalise a user prompt: strip control characters (refused), trim, and bound its length."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be text")
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+    if bad:
+        raise InputError(f"{what} contains control characters (e.g. {ord(bad[0]):#04x}); remove them")
+    text = " ".join(text.split())
+    if not text and not allow_empty:
+        raise InputError(f"{what} is empty")
+    if len(text) > max_chars:
+        raise InputError(f"{what} is {len(text)} characters; the limit is {max_chars} (CLIP reads only ~77 tokens anyway)")
+    return text
+
+
+def safe_output_path(root: str | Path, relative: str | Path) -> Path:
+    """Resolve `relative` under `root`, refusing absolute paths and `..` that would escape it."""
+    root = Path(root).resolve()
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise InputError(f"output path {str(relative)!r} must be relative to the output folder {root}")
+    out = (root / rel).resolve()
+    if out != root and root not in out.parents:
+        raise InputError(f"output path {str(relative)!r} escapes the output folder {root}")
+    return out
