@@ -1,0 +1,64 @@
+"""`atelier serve`: the Gradio UI and the A/B HTTP API on one loopback port (safe defaults)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Interface to bind; anything but loopback exposes the UI to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    auth: Annotated[Optional[str], typer.Option(
+        help="user:password for the UI and the API (or env ATELIER_AUTH).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="SD base model: 'demo', a diffusers folder, or a hub id (env ATELIER_MODEL).")] = None,
+    controlnet: Annotated[Optional[str], typer.Option(
+        help="ControlNet for backgrounds (env ATELIER_CONTROLNET; default: the demo one with the demo model, "
+             "else inpainting).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output folder, the only folder the UI serves files from (env ATELIER_OUT; default outputs/ui).")] = None,
+    ab_db: Annotated[Optional[Path], typer.Option(
+        "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
+    shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    steps: Annotated[int, typer.Option(help="Denoising steps per image.")] = 20,
+    queue_size: Annotated[int, typer.Option(help="Most requests waiting in the queue; more are refused.")] = 32,
+    concurrency: Annotated[int, typer.Option(
+        help="Requests of one kind served at once (image generation always runs one job at a time).")] = 1,
+    max_file_size: Annotated[str, typer.Option(help="Largest upload, e.g. 20mb.")] = "20mb",
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (env ATELIER_THREADS, default 1).")] = None,
+) -> None:
+    """Start the Gradio UI (and the A/B HTTP API at /api/ab, OpenAPI at /docs) on 127.0.0.1."""
+    import uvicorn
+
+    from app.ui.server import ServerLimits, build_app, parse_auth
+    from app.ui.workspace import UIConfig
+    from recommenders.errors import InputError
+
+    if not (0 < port < 65536):
+        raise InputError(f"port must be 1..65535, got {port}")
+    if steps < 1 or queue_size < 1 or concurrency < 1:
+        raise InputError("--steps, --queue-size and --concurrency must be >= 1")
+    credentials = parse_auth(auth if auth is not None else os.environ.get("ATELIER_AUTH"))
+    if host not in LOOPBACK and credentials is None:
+        print(f"warning: serving on {host} without --auth: anyone who can reach this port can use the UI and API",
+              file=sys.stderr)
+    from pipelines.device import set_threads
+
+    set_threads(threads)
+    config = UIConfig.from_env(model=model, controlnet=controlnet, out_dir=out, ab_db=ab_db, shop=shop,
+                               device=device, steps=steps)
+    app = build_app(config, auth=credentials,
+                    limits=ServerLimits(queue_size=queue_size, concurrency=concurrency, max_file_size=max_file_size))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Atelier UI on http://{shown}:{port}/  (A/B API http://{shown}:{port}/api/ab, docs /docs; "
+          f"outputs {config.out_dir}; A/B store {config.ab_db})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,258 @@
+"""A/B ranking tab: two creatives side by side, one stored vote per click, live Bradley-Terry and CTR results.
+
+The plain functions here are what the callbacks run and what the tests call; all statistics come
+from `app.ab` (the same store and service the `atelier ab` CLI and the HTTP API use).
+"""
+
+# No `from __future__ import annotations` here: Gradio injects `gr.Request` by the evaluated annotation.
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+from recommenders.errors import InputError
+
+from .workspace import Workspace, session_id, voter_id
+
+RANKING_COLUMNS = ["rank", "creative_id", "score", "stderr", "wins", "games"]
+CTR_COLUMNS = ["creative_id", "impressions", "clicks", "ctr", "ctr_low", "ctr_high", "prob_best", "prob_beat_control"]
+
+
+def store(ws: Workspace):
+    """The A/B store this server writes to."""
+    from app.ab.store import ABStore
+
+    return ABStore(ws.config.ab_db)
+
+
+def experiment_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, id) of every experiment, newest last, for a dropdown."""
+    exps = store(ws).experiments()
+    return [(f"{e.experiment_id}  [{e.segment or 'all'}, {e.status}]", e.experiment_id) for e in exps]
+
+
+def add_creatives(ws: Workspace, experiment_id: str, creatives: Sequence, *, base_dir: Path | None = None) -> list[str]:
+    """Add `Creative` records (with their images) to an experiment; returns the ids added."""
+    st = store(ws)
+    added = []
+    for c in creatives:
+        img = Path(c.image_path)
+        if not img.is_absolute() and base_dir is not None:
+            img = base_dir / img
+        st.add_creative(experiment_id, c.creative_id, image_path=str(img), prompt=c.prompt, record=c.to_dict())
+        added.append(c.creative_id)
+    return added
+
+
+def create_experiment(ws: Workspace, name: str, segment: str | None, creatives: Sequence,
+                      *, base_dir: Path | None = None) -> str:
+    """A new experiment over `creatives` (at least two), the first one being the control."""
+    if len(creatives) < 2:
+        raise InputError("an experiment needs at least two creatives to compare")
+    exp_id = store(ws).create_experiment(name.strip(), segment=(segment or None))
+    add_creatives(ws, exp_id, creatives, base_dir=base_dir)
+    return exp_id
+
+
+def experiment_from_manifest(ws: Workspace, name: str, segment: str | None, manifest: str | Path,
+                             user: str | None = None) -> str:
+    """Create an experiment from a batch run's manifest (JSONL of Creative records) and its images.
+
+    The manifest and every image must lie where the UI may read (the output root or the campaign
+    folder), so an experiment can never be used to show other files of the server.
+    """
+    from recommenders.creative import Manifest
+
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise InputError("manifest not found", manifest)
+    if not ws.readable(manifest):
+        raise InputError("the UI only reads batch runs under its output folder or the campaigns folder", manifest)
+    creatives = [c for c in Manifest(manifest).load() if user in (None, "", c.user_id)]
+    for c in creatives:
+        if not ws.readable(manifest.parent / c.image_path):
+            raise InputError(f"creative {c.creative_id}'s image is outside the run's folders", manifest)
+    return create_experiment(ws, name, segment, creatives, base_dir=manifest.parent)
+
+
+def manifest_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, path) of finished batch runs the A/B tab can turn into experiments."""
+    out = []
+    for m in ws.batch_manifests():
+        root = ws.config.campaigns_dir if ws.readable(m) and not ws.inside_output(m) else ws.config.out_dir
+        out.append((str(m.parent.relative_to(root)), str(m)))
+    return out
+
+
+def next_pair(ws: Workspace, experiment_id: str) -> dict[str, Any]:
+    """The next two creatives to judge, with a one-time token that makes a double click count once."""
+    from app.ab.service import vote_pair
+
+    left, right = vote_pair(store(ws), experiment_id)
+    arms = {a.creative_id: a for a in store(ws).arms(experiment_id)}
+    return {
+        "experiment_id": experiment_id,
+        "left": left,
+        "right": right,
+        "left_image": arms[left].image_path,
+        "right_image": arms[right].image_path,
+        "token": uuid.uuid4().hex,
+    }
+
+
+def cast_vote(ws: Workspace, pair: dict[str, Any], choice: str, voter: str | None = None) -> str:
+    """Store one vote for the shown pair; `choice` is 'left' or 'right'. Idempotent per shown pair."""
+    if not pair or "token" not in pair:
+        raise InputError("no pair is shown: pick an experiment first")
+    if choice not in ("left", "right"):
+        raise InputError(f"choice must be 'left' or 'right', got {choice!r}")
+    winner, loser = (pair["left"], pair["right"]) if choice == "left" else (pair["right"], pair["left"])
+    return store(ws).record_vote(pair["experiment_id"], winner, loser, user_id=voter, event_id=pair["token"])
+
+
+def results_tables(ws: Workspace, experiment_id: str) -> tuple[list[list], list[list], str]:
+    """Bradley-Terry ranking rows, CTR rows and a one-line summary of the experiment."""
+    from app.ab.service import results
+
+    res = results(store(ws), experiment_id)
+    ranking = [[r[c] if not isinstance(r[c], float) else round(r[c], 4) for c in RANKING_COLUMNS]
+               for r in res["votes"]["ranking"]]
+    ctr = [[("-" if r[c] is None else round(r[c], 4) if isinstance(r[c], float) else r[c]) for c in CTR_COLUMNS]
+           for r in res["creatives"]]
+    stop = res.get("stop") or {}
+    summary = (f"**{res['experiment_id']}** ({res['status']}, segment {res['segment'] or 'all'}, "
+               f"control `{res['control_id']}`): votes {res['votes']['n_votes']}; "
+               f"stop: {'yes, winner ' + str(stop.get('winner')) if stop.get('stop') else 'not yet'}"
+               f"{' (' + stop['reason'] + ')' if stop.get('reason') else ''}")
+    return ranking, ctr, summary
+
+
+def export_pairs(ws: Workspace, experiment_id: str, out_dir: Path, source: str = "votes") -> tuple[Path, dict]:
+    """Write the experiment's preference pairs (JSONL for `atelier finetune dpo`) into `out_dir`."""
+    from app.ab.export import preference_pairs, write_pairs
+
+    path = Path(out_dir) / f"pairs-{experiment_id}-{source}.jsonl"
+    stats = write_pairs(preference_pairs(store(ws), experiment_id, source=source), path)
+    return path, stats
+
+
+def _open(path: str | None, min_side: int = 256):
+    """A creative's image for display (small ones enlarged, pixels kept sharp), or None when its file is gone."""
+    from PIL import Image
+
+    if not path or not Path(path).is_file():
+        return None
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    if max(im.size) < min_side:
+        k = -(-min_side // max(im.size))
+        im = im.resize((im.width * k, im.height * k), Image.NEAREST)
+    return im
+
+
+def build(ws: Workspace, shared: dict[str, Any]) -> None:
+    """The tab's components and events (called inside a `gr.Tab`)."""
+    import gradio as gr
+
+    gr.Markdown("Pick an experiment, then click the creative you prefer. Each click is one vote in the "
+                "A/B store; the Bradley-Terry ranking and the online CTR results update live.")
+    with gr.Row():
+        exp = gr.Dropdown(label="Experiment", choices=[], interactive=True, elem_id="ab-experiment", scale=3)
+        refresh = gr.Button("Refresh", elem_id="ab-refresh", scale=1)
+    pair = gr.State({})
+    with gr.Row():
+        with gr.Column():
+            left_img = gr.Image(label="A", type="pil", interactive=False, elem_id="ab-left", height=280)
+            left_btn = gr.Button("A is better", variant="primary", elem_id="ab-vote-left")
+        with gr.Column():
+            right_img = gr.Image(label="B", type="pil", interactive=False, elem_id="ab-right", height=280)
+            right_btn = gr.Button("B is better", variant="primary", elem_id="ab-vote-right")
+    status = gr.Markdown(elem_id="ab-status")
+    ranking = gr.Dataframe(headers=RANKING_COLUMNS, label="Bradley-Terry ranking (votes)", interactive=False,
+                           elem_id="ab-ranking")
+    ctr = gr.Dataframe(headers=CTR_COLUMNS, label="Online results (impressions and clicks, Thompson sampling)",
+                       interactive=False)
+    with gr.Accordion("New experiment and export", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Experiment name", elem_id="ab-new-name")
+            segment = gr.Textbox(label="Segment (optional)")
+        with gr.Row():
+            manifest = gr.Dropdown([], label="Batch run (its creatives become the experiment)", scale=3)
+            runs_refresh = gr.Button("Find runs", scale=1)
+        with gr.Row():
+            from_manifest = gr.Button("Create from batch run")
+            from_shopper = gr.Button("Create from my last Shopper images", elem_id="ab-from-shopper")
+        with gr.Row():
+            source = gr.Radio(["votes", "bradley-terry", "ctr"], value="votes", label="Pairs from")
+            export_btn = gr.Button("Export preference pairs (DPO)")
+        pairs_file = gr.File(label="Preference pairs", interactive=False)
+
+    def show(experiment_id, message=""):
+        if not experiment_id:
+            return {}, None, None, message or "No experiment chosen.", [], []
+        try:
+            p = next_pair(ws, experiment_id)
+            rows, ctr_rows, summary = results_tables(ws, experiment_id)
+        except InputError as e:
+            return {}, None, None, f"Error: {e}", [], []
+        return p, _open(p["left_image"]), _open(p["right_image"]), (message + "\n\n" + summary).strip(), rows, ctr_rows
+
+    outputs = [pair, left_img, right_img, status, ranking, ctr]
+
+    def on_refresh(current):
+        choices = experiment_choices(ws)
+        ids = [c[1] for c in choices]
+        value = current if current in ids else (ids[-1] if ids else None)
+        return (gr.update(choices=choices, value=value), *show(value))
+
+    def on_vote(choice):
+        def vote(p, request: gr.Request):
+            try:
+                cast_vote(ws, p, choice, voter=voter_id(request))
+            except InputError as e:
+                return show(p.get("experiment_id") if p else None, f"Error: {e}")
+            picked = p["left"] if choice == "left" else p["right"]
+            return show(p["experiment_id"], f"Vote stored: `{picked}` preferred.")
+        return vote
+
+    def on_create(kind):
+        def create(name_, segment_, manifest_, last):
+            try:
+                if not (name_ or "").strip():
+                    raise InputError("give the experiment a name")
+                if kind == "manifest":
+                    if not manifest_:
+                        raise InputError("pick a batch run first")
+                    exp_id = experiment_from_manifest(ws, name_, segment_, manifest_)
+                else:
+                    if not last or not last.get("creatives"):
+                        raise InputError("generate images in the Shopper tab first")
+                    from recommenders.creative import Creative
+
+                    creatives = [Creative.from_dict(d) for d in last["creatives"]]
+                    exp_id = create_experiment(ws, name_, segment_ or last.get("segment"), creatives,
+                                               base_dir=Path(last["out_dir"]))
+            except InputError as e:
+                return (gr.update(), *show(None, f"Error: {e}"))
+            return (gr.update(choices=experiment_choices(ws), value=exp_id), *show(exp_id, f"Created `{exp_id}`."))
+        return create
+
+    def on_export(experiment_id, source_, request: gr.Request):
+        if not experiment_id:
+            return None, "Error: pick an experiment first"
+        path, stats = export_pairs(ws, experiment_id, ws.session_dir(session_id(request), "pairs"), source_)
+        return str(path), f"Wrote {stats['written']} pairs ({stats['skipped_no_image']} skipped: no image)."
+
+    refresh.click(on_refresh, [exp], [exp, *outputs], api_name="ab_refresh")
+    exp.input(lambda e: show(e), [exp], outputs, api_name="ab_show")
+    left_btn.click(on_vote("left"), [pair], outputs, concurrency_limit=None, api_name="ab_vote_left")
+    right_btn.click(on_vote("right"), [pair], outputs, concurrency_limit=None, api_name="ab_vote_right")
+    left_img.select(on_vote("left"), [pair], outputs, concurrency_limit=None, api_visibility="private")
+    right_img.select(on_vote("right"), [pair], outputs, concurrency_limit=None, api_visibility="private")
+    last = shared["last_generation"]  # a per-session gr.State the Shopper tab fills
+    from_manifest.click(on_create("manifest"), [name, segment, manifest, last], [exp, *outputs],
+                        api_name="ab_create_from_manifest")
+    from_shopper.click(on_create("shopper"), [name, segment, manifest, last], [exp, *outputs],
+                       api_name="ab_create_from_shopper")
+    runs_refresh.click(lambda: gr.update(choices=manifest_choices(ws)), None, manifest, api_visibility="private")
+    export_btn.click(on_export, [exp, source], [pairs_file, status], api_name="ab_export_pairs")
+    shared["loaders"].append((on_refresh, [exp], [exp, *outputs]))

@@ -1,0 +1,213 @@
+"""Shopper tab: a demo user (or an uploaded history), their recommendations, and images made for them.
+
+The plain functions (`user_history`, `history_from_csv`, `recommend`, `personalize`) are what the
+callbacks run; they call the recommenders and the product pipeline exactly as the CLI does.
+"""
+
+# No `from __future__ import annotations` here: Gradio injects `gr.Request` by the evaluated annotation.
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommenders.errors import InputError
+
+from .engine import CONCURRENCY_ID
+from .workspace import Unavailable, Workspace, session_id
+
+MAX_UPLOAD_BYTES = 2_000_000  # a "small interaction history": refuse anything bigger before parsing
+N_SHOWN_HISTORY = 12
+
+
+def demo_users(ws: Workspace, n: int = 40) -> list[tuple[str, str]]:
+    """(label, user id) of the first `n` demo shoppers, labelled with their segment."""
+    shop = ws.shop()
+    ids = sorted(shop.users)[:n]
+    return [(f"{u} ({shop.segment_of(u)})", u) for u in ids]
+
+
+def user_history(ws: Workspace, user_id: str) -> list[str]:
+    """A demo shopper's interacted item ids, oldest first."""
+    return ws.shop().history(user_id)
+
+
+def history_from_csv(ws: Workspace, path: str | Path) -> list[str]:
+    """Item ids of an uploaded `user_id,item_id,timestamp` CSV (one shopper), oldest first."""
+    from recommenders.interactions import load_interactions_csv
+
+    path = Path(path)
+    if path.stat().st_size > MAX_UPLOAD_BYTES:
+        raise InputError(f"history file is larger than {MAX_UPLOAD_BYTES // 1000} kB; upload one shopper's rows", path)
+    inter = load_interactions_csv(path, catalog=ws.catalog())
+    if len(inter) == 0:
+        raise InputError("the history has no rows", path)
+    if inter.n_users > 1:
+        raise InputError(f"the history holds {inter.n_users} users; upload one shopper's rows", path)
+    order = np.argsort(inter.timestamp, kind="stable")
+    return [inter.item_ids[i] for i in inter.item_index[order]]
+
+
+def recommend(ws: Workspace, model: str, history: list[str], *, user_id: str = "upload", k: int = 12):
+    """The model's PreferenceCondition for a shopper given their history (seen items excluded)."""
+    import scipy.sparse as sp
+
+    from recommenders.condition import condition_from_scores
+
+    if not history:
+        raise InputError("the shopper has no history to recommend from")
+    data = ws.cf_data()
+    rec = ws.recommender(model)
+    index = {iid: j for j, iid in enumerate(data.item_ids)}
+    cols = sorted({index[i] for i in history if i in index})
+    row = sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), np.int64), cols)),
+                        shape=(1, len(data.item_ids)))
+    scores = rec.score(np.zeros(1, np.int64), history=row)[0]
+    return condition_from_scores(user_id, scores, data.item_ids, source=model, item_emb=data.item_emb,
+                                 catalog=ws.catalog(), history=history, k=k)
+
+
+def item_gallery(ws: Workspace, item_ids: list[str], scores: dict[str, float] | None = None) -> list[tuple]:
+    """(image, caption) pairs for a gallery: the catalog image and title (and score) of each item."""
+    cat = ws.catalog()
+    out = []
+    for iid in item_ids:
+        caption = f"{iid}: {cat[iid].title}"
+        if scores is not None and iid in scores:
+            caption += f" ({scores[iid]:.3f})"
+        out.append((on_white(cat.load_image(iid)), caption))
+    return out
+
+
+def on_white(image):
+    """An RGBA product picture flattened on white (transparent pixels would show black)."""
+    from PIL import Image
+
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    canvas = Image.new("RGB", image.size, (255, 255, 255))
+    canvas.paste(image, mask=image.getchannel("A"))
+    return canvas
+
+
+def condition_summary(condition) -> str:
+    """A short Markdown line of the condition's heaviest attributes."""
+    parts = []
+    for kind, weights in condition.attributes.items():
+        top = list(weights.items())[:2]
+        parts.append(f"**{kind}**: " + ", ".join(f"{v} {w:.2f}" for v, w in top))
+    return f"Preference from `{condition.source}`: " + "; ".join(parts)
+
+
+def personalize(ws: Workspace, condition, out_dir: Path, *, category: str | None = None, n_candidates: int = 4,
+                seed: int = 0) -> list[Any]:
+    """Personalized product images for a condition, best first, saved with a manifest in `out_dir`."""
+    from . import engine
+
+    if not 1 <= n_candidates <= ws.config.max_candidates:
+        raise InputError(f"candidates must be 1..{ws.config.max_candidates}, got {n_candidates}")
+    return engine.product_images(ws, condition, out_dir, category=category, n_candidates=n_candidates, seed=seed)
+
+
+def creative_gallery(creatives: list[Any], out_dir: Path) -> list[tuple[str, str]]:
+    """(image path, caption with scores) of saved creatives."""
+    out = []
+    for c in creatives:
+        path = Path(c.image_path)
+        path = path if path.is_absolute() else Path(out_dir) / path
+        score = ", ".join(f"{k} {v:.3f}" for k, v in sorted(c.scores.items()))
+        out.append((str(path), f"seed {c.seed}" + (f": {score}" if score else "")))
+    return out
+
+
+def build(ws: Workspace, shared: dict[str, Any]) -> None:
+    """The tab's components and events (called inside a `gr.Tab`)."""
+    import gradio as gr
+
+    try:
+        users = demo_users(ws)
+        models = ws.available_models()
+        categories = ["any"] + list(ws.catalog().categories())
+    except Unavailable as e:
+        gr.Markdown(f"**Not available:** {e}")
+        return
+    with gr.Row():
+        with gr.Column(scale=1):
+            user = gr.Dropdown(users, value=users[0][1] if users else None, label="Demo shopper",
+                               elem_id="shopper-user")
+            upload = gr.File(label="…or upload a history CSV (user_id,item_id,timestamp)", file_types=[".csv"])
+            model = gr.Dropdown(models, value=models[0] if models else None, label="Recommender",
+                                elem_id="shopper-model")
+            category = gr.Dropdown(categories, value="any", label="Product category")
+            with gr.Row():
+                seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="shopper-seed")
+                n_cand = gr.Slider(1, ws.config.max_candidates, value=4, step=1, label="Candidates")
+            with gr.Row():
+                recommend_btn = gr.Button("Recommend", elem_id="shopper-recommend")
+                generate_btn = gr.Button("Generate images", variant="primary", elem_id="shopper-generate")
+                stop_btn = gr.Button("Cancel", variant="stop", elem_id="shopper-cancel")
+        with gr.Column(scale=3):
+            status = gr.Markdown(elem_id="shopper-status")
+            history = gr.Gallery(label="History (latest)", columns=6, height=200, elem_id="shopper-history",
+                                 object_fit="contain")
+            recs = gr.Gallery(label="Recommendations (score)", columns=6, height=200, elem_id="shopper-recs",
+                              object_fit="contain")
+            images = gr.Gallery(label="Personalized product images (best first)", columns=4, height=300,
+                                object_fit="contain",
+                                elem_id="shopper-images")
+    condition = gr.State(None)
+    last = shared["last_generation"]
+
+    def resolve_history(user_id, upload_path):
+        if upload_path:
+            return "upload", history_from_csv(ws, upload_path)
+        if not user_id:
+            raise InputError("pick a demo shopper or upload a history")
+        return user_id, user_history(ws, user_id)
+
+    def on_recommend(user_id, upload_path, model_name, progress=gr.Progress(track_tqdm=True)):
+        try:
+            uid, hist = resolve_history(user_id, upload_path)
+            progress(0, desc=f"{model_name}: loading or training on the demo shop")
+            cond = recommend(ws, model_name, hist, user_id=uid)
+        except (InputError, Unavailable) as e:
+            return f"Error: {e}", [], [], None
+        scores = dict(cond.item_scores)
+        return (condition_summary(cond), item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
+                item_gallery(ws, [i for i, _ in cond.item_scores[:N_SHOWN_HISTORY]], scores), cond.to_dict())
+
+    def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
+                    progress=gr.Progress(track_tqdm=True)):
+        from recommenders.condition import PreferenceCondition
+
+        try:
+            if cond is None:
+                uid, hist = resolve_history(user_id, upload_path)
+                cond = recommend(ws, model_name, hist, user_id=uid).to_dict()
+            out_dir = ws.session_dir(session_id(request), "shopper")
+            creatives = personalize(ws, PreferenceCondition.from_dict(cond), out_dir,
+                                    category=None if category_ == "any" else category_,
+                                    n_candidates=int(n_), seed=int(seed_ or 0))
+        except (InputError, Unavailable) as e:
+            return f"Error: {e}", [], cond, gr.update()
+        segment = None
+        try:
+            segment = ws.shop().segment_of(cond["user_id"])
+        except (InputError, Unavailable):
+            pass
+        record = {"creatives": [c.to_dict() for c in creatives], "segment": segment, "out_dir": str(out_dir)}
+        shown = out_dir.relative_to(ws.config.out_dir) if ws.inside_output(out_dir) else out_dir
+        summary = condition_summary(PreferenceCondition.from_dict(cond))
+        return (f"Made {len(creatives)} image(s) for `{cond['user_id']}` in `{shown}`.\n\n{summary}",
+                creative_gallery(creatives, out_dir), cond, record)
+
+    inputs = [user, upload, model]
+    rec_event = recommend_btn.click(on_recommend, inputs, [status, history, recs, condition],
+                                      api_name="shopper_recommend")
+    for changed in (user, model, upload):  # a new shopper or model: show their history and recommendations
+        changed.change(on_recommend, inputs, [status, history, recs, condition], api_visibility="private")
+    gen_event = generate_btn.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
+                                   [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
+                                   api_name="shopper_generate")
+    # Cancel only this session's events: Gradio scopes `cancels` to the session that clicked.
+    stop_btn.click(None, None, None, cancels=[rec_event, gen_event])
+    shared["loaders"].append((on_recommend, inputs, [status, history, recs, condition]))

@@ -1,0 +1,167 @@
+"""Background & banner studio: a product picture in, personalized scenes and ad banners out, zipped.
+
+The upload (PNG with alpha, or any picture plus a mask) is checked and stored as an RGBA PNG in
+the session folder first, so every Creative's record points at a file that will still be there
+to regenerate it.
+"""
+
+# No `from __future__ import annotations` here: Gradio injects `gr.Request` by the evaluated annotation.
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommenders.errors import InputError
+
+from .engine import CONCURRENCY_ID, run
+from .workspace import Unavailable, Workspace, session_id
+
+MAX_SIDE = 4096  # pixels; bigger uploads are refused before any work
+DEFAULT_SIZES = ("300x250", "728x90")
+MAX_SIZES = 8
+
+
+def check_text(text: str | None, what: str, max_len: int) -> str | None:
+    """Banner text as typed, or InputError when too long or holding control characters."""
+    import unicodedata
+
+    if text is None:
+        return None
+    if len(text) > max_len:
+        raise InputError(f"the {what} has {len(text)} characters; the most is {max_len}")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise InputError(f"the {what} holds control characters (tabs, newlines, escapes); type plain text")
+    return text.strip() or None
+
+
+def load_upload_image(path: str | Path, *, what: str = "image"):
+    """Open an uploaded picture safely (size-checked, first frame, 8-bit) or raise InputError."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if max(im.size) > MAX_SIDE:
+                raise InputError(f"{what} is {im.size[0]}x{im.size[1]} pixels; the most is {MAX_SIDE} a side", path)
+            im.seek(0)  # animated files: the first frame
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float grayscale -> 8-bit
+                arr = np.asarray(im, dtype=np.float64)
+                top = arr.max() or 1.0
+                im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+            return im.convert("RGBA") if what != "mask" else im.convert("L")
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise InputError(f"not a usable {what} ({type(e).__name__}: {e})", path) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read the {what} ({e})", path) from None
+
+
+def prepare_product(upload: str | Path, mask: str | Path | None, out_dir: Path) -> Path:
+    """The product as an RGBA PNG in `out_dir`: alpha from the PNG, or from the mask (white = product)."""
+    from PIL import Image
+
+    from recommenders.io import atomic_save_image
+
+    product = load_upload_image(upload, what="product image")
+    if mask is not None:
+        m = load_upload_image(mask, what="mask")
+        if m.size != product.size:
+            raise InputError(f"mask is {m.size[0]}x{m.size[1]} but the product is {product.size[0]}x{product.size[1]}",
+                             mask)
+        product.putalpha(m.point(lambda v: 255 if v >= 128 else 0))
+    alpha = np.asarray(product.getchannel("A"))
+    if alpha.min() == 255:
+        raise InputError("the product has no transparent background: upload a PNG with alpha, or add a mask", upload)
+    if alpha.max() == 0:
+        raise InputError("the product is fully transparent (or the mask is empty)", upload)
+    return atomic_save_image(product, Path(out_dir) / "product.png")
+
+
+def make_creatives(ws: Workspace, condition, product_path: Path, out_dir: Path, *, sizes: list[str],
+                   backgrounds: int, seed: int, headline: str | None, cta: str) -> dict[str, list]:
+    """Backgrounds (product pixels kept) and banners at `sizes` for one shopper, saved in `out_dir`."""
+    if not 0 <= backgrounds <= ws.config.max_candidates:
+        raise InputError(f"backgrounds must be 0..{ws.config.max_candidates}, got {backgrounds}")
+    if len(sizes) > MAX_SIZES:
+        raise InputError(f"at most {MAX_SIZES} banner sizes at once")
+    headline, cta = check_text(headline, "headline", 120), check_text(cta, "call to action", 40)
+    out: dict[str, list] = {"background": [], "banner": []}
+    if backgrounds > 0:
+        out["background"] = run(ws, "background", out_dir, condition, product_path=str(product_path),
+                                num_candidates=backgrounds, seed=seed)
+    if sizes:
+        out["banner"] = run(ws, "banner", out_dir, condition, product_path=str(product_path), sizes=list(sizes),
+                            num_candidates=1, seed=seed, headline=headline or None, cta=cta or "Shop now")
+    return out
+
+
+def gallery(creatives: list, out_dir: Path) -> list[tuple[str, str]]:
+    """(image path, caption) for saved creatives."""
+    items = []
+    for c in creatives:
+        p = Path(c.image_path)
+        items.append((str(p if p.is_absolute() else Path(out_dir) / p), f"{c.width}x{c.height} seed {c.seed}"))
+    return items
+
+
+def build(ws: Workspace, shared: dict[str, Any]) -> None:
+    """The tab's components and events (called inside a `gr.Tab`)."""
+    import gradio as gr
+
+    from .batch_tab import zip_folder
+    from .shopper import demo_users, recommend, user_history
+
+    try:
+        users = demo_users(ws)
+        models = ws.available_models()
+        from pipelines.layout import BANNER_SIZES
+    except (Unavailable, ImportError) as e:
+        gr.Markdown(f"**Not available:** {e}")
+        return
+    with gr.Row():
+        with gr.Column(scale=1):
+            product = gr.File(label="Product PNG with alpha (or any picture + a mask)", file_types=["image"],
+                              elem_id="studio-product")
+            mask = gr.File(label="Mask (optional, white = product)", file_types=["image"])
+            user = gr.Dropdown([("(no personalization)", "")] + users, value=users[0][1] if users else "",
+                               label="For shopper")
+            sizes = gr.CheckboxGroup(list(BANNER_SIZES), value=list(DEFAULT_SIZES), label="Banner sizes")
+            n_bg = gr.Slider(0, 4, value=2, step=1, label="Backgrounds")
+            with gr.Row():
+                headline = gr.Textbox(label="Headline (empty: from the shopper's taste)", max_length=80)
+                cta = gr.Textbox("Shop now", label="Call to action", max_length=24)
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary", elem_id="studio-generate")
+                stop = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            bg_gallery = gr.Gallery(label="Backgrounds (product pixels unchanged)", columns=4, height=260,
+                                    object_fit="contain",
+                                    elem_id="studio-backgrounds")
+            banner_gallery = gr.Gallery(label="Banners", columns=1, height=420, elem_id="studio-banners",
+                                        object_fit="contain")
+            download = gr.File(label="Download all (zip)", interactive=False)
+
+    def on_generate(product_, mask_, user_, sizes_, n_bg_, headline_, cta_, seed_, request: gr.Request,
+                    progress=gr.Progress(track_tqdm=True)):
+        try:
+            if not product_:
+                raise InputError("upload a product picture first")
+            out_dir = ws.session_dir(session_id(request), "studio")
+            product_path = prepare_product(product_, mask_, out_dir)
+            condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
+            made = make_creatives(ws, condition, product_path, out_dir, sizes=list(sizes_ or []),
+                                  backgrounds=int(n_bg_), seed=int(seed_ or 0), headline=headline_, cta=cta_)
+            archive = zip_folder(out_dir, out_dir.parent / f"{out_dir.name}.zip")
+        except (InputError, Unavailable) as e:
+            return f"Error: {e}", [], [], None
+        n = len(made["background"]) + len(made["banner"])
+        shown = out_dir.relative_to(ws.config.out_dir) if ws.inside_output(out_dir) else out_dir
+        return (f"Made {n} image(s) in `{shown}`.", gallery(made["background"], out_dir),
+                gallery(made["banner"], out_dir), str(archive))
+
+    event = go.click(on_generate, [product, mask, user, sizes, n_bg, headline, cta, seed],
+                     [status, bg_gallery, banner_gallery, download], concurrency_id=CONCURRENCY_ID,
+                     api_name="studio_generate")
+    stop.click(None, None, None, cancels=[event])

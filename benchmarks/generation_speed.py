@@ -1,0 +1,109 @@
+"""Images per second of the demo model: Atelier's pipelines vs a plain diffusers StableDiffusionPipeline.
+
+Same weights, same prompts, 64 px, 20 DDIM steps, guidance 4, batch 1 and 8, in one process:
+- plain:    `StableDiffusionPipeline.from_pretrained(assets/models/demo-sd)` called with B prompts;
+- loader:   `pipelines.loading.load_sd_pipeline("demo")` (what every Atelier pipeline starts from);
+- product:  `pipelines.product.ProductPipeline` making B candidates for one shopper (no scorer).
+Each timing is the best of `--repeats` runs after one warm-up (on a shared CPU the best run is the
+least disturbed one). Usage: `python benchmarks/generation_speed.py --json [--json-out PATH]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROMPT = "a navy striped shirt in a studio"
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time of `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from pipelines.device import describe, pick_device, set_threads
+    from pipelines.loading import load_sd_pipeline, resolve
+
+    set_threads(args.threads)
+    dev = pick_device(args.device)
+    folder, _ = resolve(args.model)
+    plain = StableDiffusionPipeline.from_pretrained(folder).to(dev)
+    ours = load_sd_pipeline(args.model, device=str(dev), cache=False)
+    for p in (plain, ours):
+        p.set_progress_bar_config(disable=True)
+    product = None
+    try:
+        from pipelines.product import ProductPipeline
+
+        product = ProductPipeline(ours)
+    except Exception as e:  # the product pipeline is optional here; say why it is missing
+        print(f"note: ProductPipeline not measured ({type(e).__name__}: {e})", file=sys.stderr)
+
+    common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance)
+    rows = []
+    for b in (int(x) for x in args.batches.split(",")):
+        def run(pipe, b=b):
+            gens = [torch.Generator("cpu").manual_seed(i) for i in range(b)]
+            return pipe([PROMPT] * b, generator=gens, **common).images
+
+        row = {"batch": b, "plain_img_per_s": b / best_time(lambda: run(plain), args.repeats),
+               "loader_img_per_s": b / best_time(lambda: run(ours), args.repeats)}
+        if product is not None:
+            row["product_img_per_s"] = b / best_time(
+                lambda: product(None, prompt=PROMPT, num_candidates=b, steps=args.steps, guidance=args.guidance,
+                                negative_prompt="", progress=False), args.repeats)
+        for k in ("loader", "product"):
+            if f"{k}_img_per_s" in row:
+                row[f"{k}_vs_plain"] = row[f"{k}_img_per_s"] / row["plain_img_per_s"]
+        rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+
+    result = {"model": args.model, "device": describe(dev), "threads": torch.get_num_threads(),
+              "size": int(ours.unet.config.sample_size * ours.vae_scale_factor), "steps": args.steps,
+              "guidance": args.guidance, "scheduler": type(ours.scheduler).__name__, "repeats": args.repeats,
+              "load_avg_1min": round(os.getloadavg()[0], 2), "rows": rows}
+    if args.json_out:
+        from recommenders.io import atomic_write_json
+
+        atomic_write_json(args.json_out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['device']}, {result['size']} px, {args.steps} steps, load {result['load_avg_1min']}")
+        print(f"{'batch':>5} {'plain img/s':>12} {'loader img/s':>13} {'product img/s':>14} {'loader/plain':>13}")
+        for r in rows:
+            print(f"{r['batch']:>5} {r['plain_img_per_s']:>12.2f} {r['loader_img_per_s']:>13.2f} "
+                  f"{r.get('product_img_per_s', float('nan')):>14.2f} {r['loader_vs_plain']:>13.2f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Training examples for fine-tuning: image+caption folders, a catalog, and preference pairs.
+
+Everything here is plain data (paths, captions) plus one function that turns an image into the
+tensor a VAE expects, so each training method reads its inputs the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+from recommenders.errors import InputError
+from recommenders.io import read_jsonl
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+ImageLike = Union[Path, "PIL.Image.Image"]  # noqa: F821 (PIL is imported lazily)
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    """One training example: an image (a file or an in-memory PIL image) and its caption."""
+
+    image: ImageLike
+    caption: str
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One Diffusion-DPO example: two images for the same prompt, the chosen one preferred."""
+
+    prompt: str
+    chosen: ImageLike
+    rejected: ImageLike
+    weight: float = 1.0
+
+
+def load_caption_folder(folder: str | Path) -> list[CaptionedImage]:
+    """Images and captions from a folder: `metadata.jsonl` (`file_name`, `text`) or a `.txt` beside each image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("training data folder not found", folder)
+    meta = folder / "metadata.jsonl"
+    if meta.exists():
+        out = []
+        for line, row in enumerate(read_jsonl(meta), start=1):
+            name, text = row.get("file_name"), row.get("text", row.get("caption"))
+            if not isinstance(name, str) or not isinstance(text, str):
+                raise InputError("each line needs text fields 'file_name' and 'text'", meta, line)
+            path = folder / name
+            if not path.is_file():
+                raise InputError(f"image not found: {name}", meta, line)
+            out.append(CaptionedImage(path, text.strip()))
+    else:
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        out = []
+        for path in images:
+            txt = path.with_suffix(".txt")
+            if not txt.is_file():
+                raise InputError(f"image {path.name} has no caption file {txt.name} (or give a metadata.jsonl)", folder)
+            out.append(CaptionedImage(path, txt.read_text(encoding="utf-8").strip()))
+    if not out:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found", folder)
+    return out
+
+
+def catalog_examples(catalog, categories: list[str] | None = None) -> list[CaptionedImage]:
+    """One example per catalog item that has an image, captioned with `Item.caption`."""
+    out = []
+    for item in catalog:
+        if not item.image_path or (categories and item.category not in categories):
+            continue
+        out.append(CaptionedImage(catalog.image_file(item.item_id), item.caption))
+    if not out:
+        raise InputError("the catalog has no items with images" + (f" in {categories}" if categories else ""), catalog.root)
+    return out
+
+
+def load_examples(source: str | Path) -> list[CaptionedImage]:
+    """Examples from a caption folder, a catalog file, or a folder holding `catalog.jsonl`/`catalog.csv`."""
+    from recommenders.catalog import Catalog
+
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() in (".jsonl", ".csv") and source.name != "metadata.jsonl":
+        return catalog_examples(Catalog.load(source))
+    if source.is_dir() and any((source / n).exists() for n in ("catalog.jsonl", "catalog.csv")):
+        return catalog_examples(Catalog.load(source))
+    return load_caption_folder(source)
+
+
+def _resolve_image(value: object, base: Path, path: Path, line: int, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"'{key}' must be an image path", path, line)
+    p = Path(value)
+    for cand in ([p] if p.is_absolute() else [base / p, p]):
+        if cand.is_file():
+            return cand
+    raise InputError(f"{key} image not found: {value}", path, line)
+
+
+def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
+    """Pairs from the A/B export JSONL (`prompt`, `chosen`, `rejected`, optional `weight`); paths may be relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("preference pairs file not found", path)
+    pairs = []
+    for line, row in enumerate(read_jsonl(path), start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise InputError("each line needs a text field 'prompt'", path, line)
+        if "rejected_prompt" in row and row["rejected_prompt"] not in ("", row["prompt"]):
+            continue  # Diffusion-DPO compares two images of one prompt; skip mixed-prompt pairs
+        weight = row.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise InputError("'weight' must be a number >= 0", path, line)
+        pairs.append(PreferencePair(
+            row["prompt"],
+            _resolve_image(row.get("chosen"), path.parent, path, line, "chosen"),
+            _resolve_image(row.get("rejected"), path.parent, path, line, "rejected"),
+            float(weight),
+        ))
+    if not pairs:
+        raise InputError("no usable preference pairs (each needs prompt, chosen, rejected)", path)
+    return pairs
+
+
+def open_rgb(image: ImageLike):
+    """An RGB PIL image; transparency is flattened onto white (how catalog product shots are shown)."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as im:
+                im.load()
+                img = im.copy()
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read image ({e})", image) from None
+    else:
+        img = image
+    if img.mode in ("RGBA", "LA", "P"):
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img)
+    return img.convert("RGB")
+
+
+def image_to_tensor(image: ImageLike, resolution: int):
+    """A (3, R, R) float tensor in [-1, 1]: shorter side resized to R, then center-cropped (the VAE's input)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    img = open_rgb(image)
+    w, h = img.size
+    scale = resolution / min(w, h)
+    img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+class UserConditions:
+    """A recommender fitted on interaction logs that turns any history into a `PreferenceCondition`.
+
+    Its `embedding` (the score-weighted mean of the top items' attribute embeddings, built by
+    `recommenders.condition.condition_from_scores`) is the user vector the reward model and the
+    preference adapter read. Histories can be edited (e.g. an item left out) before scoring.
+    """
+
+    MODELS = ("ease", "itemknn", "mostpop")
+
+    def __init__(self, interactions, catalog, model: str = "ease", k: int = 20):
+        import numpy as np
+        import scipy.sparse as sp
+
+        from recommenders.base import model_class
+        from recommenders.datasets import attribute_embeddings
+
+        if model not in self.MODELS:
+            raise InputError(f"user embeddings come from one of {', '.join(self.MODELS)}, not {model!r}")
+        self.catalog, self.k, self.source = catalog, k, model
+        self.item_ids = catalog.item_ids
+        col = np.asarray([catalog.index_of(i) if i in catalog else -1 for i in interactions.item_ids], np.int64)
+        items = col[interactions.item_index]
+        keep = items >= 0
+        self.user_ids = list(interactions.user_ids)
+        self._user_row = {u: r for r, u in enumerate(self.user_ids)}
+        rows = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (interactions.user_index[keep], items[keep])),
+                             shape=(len(self.user_ids), len(self.item_ids)))
+        rows.data[:] = 1.0
+        self.rows = rows
+        order = np.lexsort((interactions.timestamp if interactions.timestamp is not None
+                            else np.arange(len(items)), interactions.user_index))
+        self._histories: dict[str, list[str]] = {u: [] for u in self.user_ids}
+        for e in order[keep[order]]:
+            self._histories[self.user_ids[interactions.user_index[e]]].append(self.item_ids[items[e]])
+        self.model = model_class(model)()
+        self.model.fit(_TrainOnly(rows), progress=False)
+        self.item_emb = attribute_embeddings(catalog)
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_emb.shape[1])
+
+    def history(self, user_id: str) -> list[str]:
+        """The user's items in time order."""
+        if user_id not in self._histories:
+            raise InputError(f"user {user_id!r} has no interactions")
+        return list(self._histories[user_id])
+
+    def condition(self, user_id: str, history: Sequence[str] | None = None):
+        """The user's condition from `history` (default: the full logged history)."""
+        import numpy as np
+
+        from recommenders.condition import condition_from_scores
+
+        history = self.history(user_id) if history is None else list(history)
+        row = np.zeros((1, len(self.item_ids)), np.float32)
+        for i in history:
+            row[0, self.catalog.index_of(i)] = 1.0
+        scores = self.model.score(np.zeros(1, np.int64), history=row)[0]
+        return condition_from_scores(user_id, scores, self.item_ids, source=self.source, item_emb=self.item_emb,
+                                     catalog=self.catalog, history=history, k=self.k)
+
+    def profile(self, user_id: str, history: Sequence[str] | None = None):
+        """Mean attribute embedding of the history items: what the user did, not what the model predicts."""
+        history = self.history(user_id) if history is None else list(history)
+        if not history:
+            raise InputError(f"user {user_id!r} has an empty history")
+        return self.item_emb[[self.catalog.index_of(i) for i in history]].mean(0)
+
+    def embeddings(self, user_ids: Sequence[str], kind: str = "condition"):
+        """(N, D) float32 user vectors: the recommender's condition embedding, or the history `profile`."""
+        import numpy as np
+
+        if kind not in ("condition", "profile"):
+            raise InputError(f"user embedding must be 'condition' or 'profile', not {kind!r}")
+        cache: dict[str, object] = {}
+        out = np.zeros((len(user_ids), self.dim), np.float32)
+        for r, u in enumerate(user_ids):
+            if u not in cache:
+                cache[u] = self.condition(u).embedding if kind == "condition" else self.profile(u)
+            out[r] = cache[u]
+        return out
+
+
+class _TrainOnly:
+    """The one attribute (`train`) that history models read from a data split."""
+
+    def __init__(self, train):
+        self.train = train
+        self.valid = train

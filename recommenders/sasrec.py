@@ -1,0 +1,292 @@
+"""SASRec (Kang & McAuley, ICDM 2018): a causal transformer over the history, next item by softmax.
+
+This file also holds what every neural next-item model here shares: `SeqEncoder` (the transformer
+that DreamRec reuses as its history encoder) and `NextItemModel` (batching, the training loop with
+validation HR@K early stopping, scoring in batches of rows, preference, save/load). Training uses
+the full softmax over all items (cross-entropy), which is markedly stronger than the paper's one
+sampled negative with binary cross-entropy (Klenitskiy & Vasilev, RecSys 2023).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .base import SequentialRecommender
+from .condition import PreferenceCondition, condition_from_scores
+from .errors import InputError
+from .metrics import ranking_metrics
+from .runtime import seed_everything
+
+
+class SeqEncoder(nn.Module):
+    """Item + position embeddings and a causal transformer; returns the state at the last real item."""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int, n_layers: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=n_items)  # last row is the pad id
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(hidden, n_heads, 4 * hidden, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        mask = torch.triu(torch.full((max_len, max_len), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask, persistent=False)
+        nn.init.normal_(self.item_emb.weight, std=0.02)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+
+    def forward(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        # Right padding + a causal mask: position seq_len-1 never sees a pad, so no padding mask is
+        # needed, and an empty history (a lone pad) still gets a learned representation.
+        L = seq.shape[1]
+        x = self.drop(self.item_emb(seq) + self.pos_emb.weight[:L])
+        layers = self.blocks.layers
+        for layer in layers[:-1]:
+            x = layer(x, src_mask=self.causal_mask[:L, :L], is_causal=True)
+        # Only the last real position is used, so the final block runs its query, output projection
+        # and feed-forward there alone (same result as the full block, ~L times less of that work).
+        return self.norm(last_query_block(layers[-1], x, seq_len.clamp(1, L) - 1))
+
+    def forward_full(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """Reference: every block at every position, then the last real position (for tests)."""
+        L = seq.shape[1]
+        x = self.blocks(self.drop(self.item_emb(seq) + self.pos_emb.weight[:L]),
+                        mask=self.causal_mask[:L, :L], is_causal=True)
+        last = (seq_len.clamp(1, L) - 1).view(-1, 1, 1).expand(-1, 1, x.shape[-1])
+        return self.norm(x.gather(1, last).squeeze(1))
+
+
+def last_query_block(layer: nn.TransformerEncoderLayer, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """A pre-norm encoder block evaluated only at position `pos` of each row, attending causally."""
+    h = layer.norm1(x)
+    idx = pos.view(-1, 1, 1).expand(-1, 1, x.shape[-1])
+    later = torch.arange(x.shape[1], device=x.device)[None] > pos[:, None]  # keys after pos are masked
+    att, _ = layer.self_attn(h.gather(1, idx), h, h, key_padding_mask=later, need_weights=False)
+    y = x.gather(1, idx) + layer.dropout1(att)
+    y = y + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(y))))))
+    return y.squeeze(1)
+
+
+def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A SeqSplit as int64 tensors (seq, seq_len, target)."""
+    return (torch.as_tensor(split.seq, dtype=torch.long), torch.as_tensor(split.seq_len, dtype=torch.long),
+            torch.as_tensor(split.target, dtype=torch.long))
+
+
+class NextItemModel(SequentialRecommender):
+    """Shared machinery of the neural next-item models; subclasses give `build`, `loss`, `score_batch`."""
+
+    name = ""
+
+    def __init__(self, config=None, **overrides):
+        config = copy.deepcopy(config) if config is not None else self.Config()
+        for key, value in overrides.items():
+            if not hasattr(config, key):
+                raise InputError(f"{self.name} has no hyperparameter {key!r}")
+            setattr(config, key, value)
+        self.config = config
+        self.net: nn.Module | None = None
+        self.item_ids: list[str] | None = None
+
+    # -- what a model defines --------------------------------------------------------------
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, seq: torch.Tensor, seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_batch(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- training --------------------------------------------------------------------------
+    def _check_data(self, data) -> None:
+        if len(data.train) == 0:
+            raise InputError("the training split has no rows")
+        if self.config.n_items and self.config.n_items != data.n_items:
+            raise InputError(f"model is configured for {self.config.n_items} items, data has {data.n_items}")
+        if data.train.seq.shape[1] > self.config.max_len:
+            raise InputError(f"histories are {data.train.seq.shape[1]} long, max_len is {self.config.max_len}")
+
+    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
+        """Train on data.train with AdamW; keep the epoch with the best validation HR@K."""
+        self._check_data(data)
+        cfg = self.config
+        cfg.n_items = data.n_items
+        self.item_ids = list(data.item_ids) if data.item_ids is not None else None
+        seed_everything(seed)
+        self.net = self.build()
+        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        seq, seq_len, target = to_tensors(data.train)
+        gen = torch.Generator().manual_seed(seed)
+        key = f"hr@{cfg.select_k}"
+        best, best_state, best_epoch, history, bad = -1.0, None, 0, [], 0
+        start = time.perf_counter()
+        n_batches = (len(target) + cfg.batch_size - 1) // cfg.batch_size
+        bar = tqdm(range(1, cfg.epochs + 1), desc=f"{self.name} fit", disable=not progress, leave=False)
+        for epoch in bar:
+            self.net.train()
+            perm = torch.randperm(len(target), generator=gen)
+            total = 0.0
+            for b in range(n_batches):
+                idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                loss = self.loss(seq[idx], seq_len[idx], target[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                opt.step()
+                total += float(loss.detach())
+            record = {"epoch": epoch, "loss": total / n_batches, "seconds": time.perf_counter() - start}
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                record[f"valid_{key}"] = self.evaluate(data.valid, ks=(cfg.select_k,), seed=seed)[key]
+                if record[f"valid_{key}"] > best:
+                    best, best_epoch, bad = record[f"valid_{key}"], epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                else:
+                    bad += 1
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", best=f"{best:.4f}")
+            if progress:
+                bar.write(f"{self.name} epoch {epoch}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
+            if bad >= cfg.patience or (cfg.max_train_seconds and record["seconds"] > cfg.max_train_seconds):
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        self.net.eval()
+        return {"model": self.name, "best_epoch": best_epoch, f"valid_{key}": best, "epochs_run": len(history),
+                "train_seconds": time.perf_counter() - start, "history": history}
+
+    # -- inference -------------------------------------------------------------------------
+    def _require_fitted(self) -> nn.Module:
+        if self.net is None:
+            raise RuntimeError(f"{self.name} is not fitted; call fit() or load()")
+        return self.net
+
+    def _as_batch(self, seq, seq_len) -> tuple[torch.Tensor, torch.Tensor]:
+        seq = torch.as_tensor(np.asarray(seq), dtype=torch.long)
+        if seq.dim() == 1:
+            seq = seq[None]
+        if seq_len is None:
+            seq_len = (seq != self.config.n_items).sum(1).clamp(min=1)
+        seq_len = torch.as_tensor(np.asarray(seq_len), dtype=torch.long).reshape(-1)
+        if seq.numel() and (seq.min() < 0 or seq.max() > self.config.n_items):
+            raise InputError(f"item index out of range 0..{self.config.n_items} (the pad id)")
+        if seq.shape[1] > self.config.max_len:
+            seq = seq[:, :self.config.max_len]  # keep the model's window; callers pass the last items
+        return seq, seq_len
+
+    @torch.no_grad()
+    def score(self, seq: np.ndarray, seq_len: np.ndarray | None = None, *, batch_size: int = 1024,
+              **kwargs) -> np.ndarray:
+        """Scores (N, n_items) for right-padded histories, computed in batches of rows."""
+        net = self._require_fitted()
+        net.eval()
+        seq, seq_len = self._as_batch(seq, seq_len)
+        out = [self.score_batch(seq[i:i + batch_size], seq_len[i:i + batch_size], **kwargs)
+               for i in range(0, len(seq), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_items), np.float32)
+
+    def evaluate(self, split, ks: Sequence[int] = (10, 20, 50), seed: int = 0, **kwargs) -> dict[str, float]:
+        """HR/NDCG/Recall@K on a SeqSplit with the shared metrics module (all items ranked)."""
+        scores = self.score(split.seq, split.seq_len, **kwargs)
+        return ranking_metrics(scores, split.target, ks=ks)
+
+    def history_to_seq(self, history: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """One right-padded row from a history of item ids (or indices), keeping the last max_len."""
+        index = {iid: j for j, iid in enumerate(self.item_ids or [])}
+        idx = []
+        for h in history:
+            if isinstance(h, (int, np.integer)) and not index:
+                idx.append(int(h))
+            elif str(h) in index:
+                idx.append(index[str(h)])
+            else:
+                raise InputError(f"unknown item id {h!r} in the history")
+        idx = idx[-self.config.max_len:]
+        row = np.full((1, self.config.max_len), self.config.n_items, np.int64)
+        row[0, :len(idx)] = idx
+        return row, np.asarray([max(len(idx), 1)])
+
+    def preference(self, history: Sequence, *, user_id: str = "user", item_emb: np.ndarray | None = None,
+                   catalog=None, k: int = 20) -> PreferenceCondition:
+        """The condition for generation from a history: top-k next items, their embedding and attributes."""
+        seq, seq_len = self.history_to_seq(history)
+        scores = self.score(seq, seq_len)[0]
+        ids = self.item_ids or [str(j) for j in range(self.config.n_items)]
+        hist = [ids[j] for j in seq[0, :int(seq_len[0])] if j < self.config.n_items]
+        return condition_from_scores(user_id, scores, ids, source=self.name, item_emb=item_emb,
+                                     catalog=catalog, history=hist, k=k,
+                                     embedding=self.next_item_embedding(seq, seq_len))
+
+    def next_item_embedding(self, seq: np.ndarray, seq_len: np.ndarray) -> np.ndarray | None:
+        """The model's own next-item vector, if it has one (None: use score-weighted item embeddings)."""
+        return None
+
+    # -- persistence -----------------------------------------------------------------------
+    def state_tensors(self) -> dict:
+        return {k: v.detach().contiguous() for k, v in self._require_fitted().state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        self.net = self.build()
+        self.net.load_state_dict(tensors)
+        self.net.eval()
+
+    def extra_state(self) -> dict:
+        return {"item_ids": self.item_ids}
+
+    def load_extra_state(self, extra: dict) -> None:
+        self.item_ids = extra.get("item_ids")
+
+
+@dataclass
+class SASRecConfig:
+    n_items: int = 0
+    max_len: int = 10
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 100
+    patience: int = 5
+    eval_every: int = 1
+    select_k: int = 20
+    grad_clip: float = 1.0
+    max_train_seconds: float = 0.0  # 0: no time cap
+
+
+class _SASRecNet(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.encoder = SeqEncoder(cfg.n_items, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads, cfg.dropout)
+
+    def forward(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(seq, seq_len)
+        return h @ self.encoder.item_emb.weight[:-1].T  # tied output embeddings, pad row excluded
+
+
+class SASRec(NextItemModel):
+    """Self-attentive sequential recommendation with a full-softmax next-item loss."""
+
+    name = "sasrec"
+    Config = SASRecConfig
+
+    def build(self) -> nn.Module:
+        return _SASRecNet(self.config)
+
+    def loss(self, seq, seq_len, target):
+        return F.cross_entropy(self.net(seq, seq_len), target)
+
+    def score_batch(self, seq, seq_len):
+        return self.net(seq, seq_len)

@@ -1,0 +1,214 @@
+"""CF recommenders on a tiny synthetic data set: fit, score shapes, save/load identity, conditions."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommenders.base import CFRecommender, model_class
+from recommenders.datasets import CFSplits
+from recommenders.errors import InputError
+
+TINY = {  # hyperparameters small enough for a unit test
+    "mostpop": {},
+    "itemknn": {"k": 5},
+    "ease": {"l2": 10.0},
+    "multivae": {"hidden": [16], "latent": 8, "epochs": 3, "batch_size": 16},
+    "diffrec": {"hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5, "sampling_start": 2,
+                "sampling_steps": 3},
+    "ldiffrec": {"n_clusters": 2, "latent": 8, "hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5,
+                 "vae_dropout": 0.0},
+}
+
+
+def tiny_splits(n_users=48, n_items=80, seed=0) -> CFSplits:
+    """Two user groups, each liking its own half of the catalog: a structure every model can learn."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(n_users) % 2
+    likes = np.zeros((n_users, n_items), bool)
+    for u in range(n_users):
+        half = np.arange(n_items // 2) + group[u] * (n_items // 2)
+        likes[u, rng.choice(half, size=12, replace=False)] = True
+    parts = {"train": np.zeros_like(likes), "valid": np.zeros_like(likes), "test": np.zeros_like(likes)}
+    for u in range(n_users):
+        items = rng.permutation(np.flatnonzero(likes[u]))
+        parts["train"][u, items[:8]] = True
+        parts["valid"][u, items[8:10]] = True
+        parts["test"][u, items[10:]] = True
+    mats = {k: sp.csr_matrix(v.astype(np.float32)) for k, v in parts.items()}
+    # item embeddings that know the two halves (as LightGCN embeddings would), plus noise
+    emb = (np.outer(np.arange(n_items) < n_items // 2, [1, -1, 1, -1]) + 0.3 * rng.normal(size=(n_items, 4)))
+    emb = emb.astype(np.float32)
+    return CFSplits("tiny", mats["train"], mats["valid"], mats["test"], item_emb=emb,
+                    item_ids=[f"i{j}" for j in range(n_items)])
+
+
+@pytest.fixture(scope="module")
+def data():
+    import torch
+
+    torch.set_num_threads(1)
+    return tiny_splits()
+
+
+VARIANTS = [(name, cfg) for name, cfg in TINY.items()] + [
+    ("diffrec", {**TINY["diffrec"], "ema_decay": 0.9, "ensemble": True, "loss": "multinomial", "reweight": False}),
+]
+
+
+@pytest.mark.parametrize("name,cfg", VARIANTS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VARIANTS)])
+def test_fit_score_and_reload_identical(name, cfg, data, tmp_path):
+    model = model_class(name)(**cfg)
+    log = model.fit(data, seed=3, progress=False)
+    assert isinstance(log, dict)
+    users = np.arange(data.n_users)
+    scores = model.score(users)
+    assert scores.shape == (data.n_users, data.n_items) and np.isfinite(scores).all()
+    model.save(tmp_path / name)
+    again = CFRecommender.load(tmp_path / name)
+    assert type(again) is type(model)
+    np.testing.assert_array_equal(again.score(users), scores)
+    # an explicit history gives the same scores as the stored training rows
+    np.testing.assert_allclose(model.score(users[:5], history=data.train[:5]), scores[:5], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["itemknn", "ease", "multivae", "diffrec", "ldiffrec"])
+def test_models_learn_the_group_structure(name, data):
+    """Each personalised model ranks the user's own half of the catalog above the other half."""
+    cfg = dict(TINY[name])
+    if "epochs" in cfg:  # the neural models: a faster learning rate, long enough to learn two groups
+        cfg.update(epochs=20, patience=20, lr=3e-2 if name == "ldiffrec" else 1e-2)
+    model = model_class(name)(**cfg)
+    model.fit(data, seed=0, progress=False)
+    scores = model.score(np.arange(data.n_users))
+    half = data.n_items // 2
+    own = np.where((np.arange(data.n_users) % 2)[:, None] == 0, scores[:, :half].mean(1, keepdims=True),
+                   scores[:, half:].mean(1, keepdims=True))
+    other = np.where((np.arange(data.n_users) % 2)[:, None] == 0, scores[:, half:].mean(1, keepdims=True),
+                     scores[:, :half].mean(1, keepdims=True))
+    assert (own > other).mean() > 0.9
+
+
+def test_same_seed_same_model_different_seed_differs(data):
+    a = model_class("diffrec")(**TINY["diffrec"])
+    b = model_class("diffrec")(**TINY["diffrec"])
+    c = model_class("diffrec")(**TINY["diffrec"])
+    a.fit(data, seed=1, progress=False)
+    b.fit(data, seed=1, progress=False)
+    c.fit(data, seed=2, progress=False)
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(a.score(users), b.score(users))
+    assert not np.array_equal(a.score(users), c.score(users))
+
+
+def test_ease_matches_closed_form(data):
+    model = model_class("ease")(l2=5.0)
+    model.fit(data, progress=False)
+    x = data.train.toarray().astype(np.float64)
+    b = np.linalg.solve(x.T @ x + 5.0 * np.eye(x.shape[1]), x.T @ x)  # ridge solution before the constraint
+    assert np.allclose(np.diag(model.weights), 0)
+    # With the zero-diagonal constraint, B = I - P diag(1/diag(P)); check one column by hand.
+    p = np.linalg.inv(x.T @ x + 5.0 * np.eye(x.shape[1]))
+    np.testing.assert_allclose(model.weights[:, 3], (-p[:, 3] / p[3, 3]) * (np.arange(x.shape[1]) != 3), atol=1e-5)
+    assert not np.allclose(b, model.weights)  # the constraint matters
+
+
+def test_itemknn_keeps_k_neighbours(data):
+    model = model_class("itemknn")(k=4)
+    model.fit(data, progress=False)
+    per_target = np.diff(model.similarity.tocsc().indptr)
+    assert per_target.max() <= 4
+
+
+def test_mostpop_ranks_by_count(data):
+    model = model_class("mostpop")()
+    model.fit(data, progress=False)
+    counts = np.asarray(data.train.sum(0)).ravel()
+    assert np.argmax(model.score(np.array([0]))[0]) == np.argmax(counts)
+
+
+def test_preference_condition(data):
+    model = model_class("ease")(l2=10.0)
+    model.fit(data, progress=False)
+    cond = model.preference(0, item_ids=data.item_ids, item_emb=data.item_emb, k=5,
+                            history_items=[data.item_ids[j] for j in data.train[0].indices])
+    assert cond.source == "ease" and len(cond.item_scores) == 5
+    assert len(cond.embedding) == data.item_emb.shape[1]
+    seen = {data.item_ids[j] for j in data.train[0].indices}
+    assert not seen & {i for i, _ in cond.item_scores}
+
+
+def test_bad_inputs_raise_input_error(data):
+    with pytest.raises(InputError):
+        model_class("nope")
+    with pytest.raises(InputError):
+        model_class("ease")(not_a_param=1)
+    model = model_class("ease")()
+    model.fit(data, progress=False)
+    with pytest.raises(InputError):
+        model.score(np.array([data.n_users]))
+
+
+def write_cf_folder(path, data: CFSplits) -> None:
+    """The ml-1m_clean file layout (train/valid/test_list.npy of [user, item] pairs)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        coo = getattr(data, split).tocoo()
+        np.save(path / f"{split}_list.npy", np.stack([coo.row, coo.col], 1).astype(np.int64))
+
+
+def test_bench_cli_writes_json_table_and_plot(data, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.commands.rec import app
+
+    folder = tmp_path / "tinyset"
+    write_cf_folder(folder, data)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("models:\n  diffrec: {hidden: [8], epochs: 2, batch_size: 16, steps: 5}\n")
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    res = CliRunner().invoke(app, ["bench", "--data", str(folder), "--models", "mostpop,ease,diffrec", "--seeds", "2",
+                                   "--config", str(cfg), "--json", str(out), "--plot", str(png), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "recall@20" in res.output and "diffrec" in res.output
+    result = json.loads(out.read_text())
+    assert png.stat().st_size > 1000
+    ease, diff = result["models"]["ease"], result["models"]["diffrec"]
+    assert ease["deterministic"] and len(ease["runs"]) == 1 and ease["std"]["recall@20"] == 0
+    assert len(diff["runs"]) == 2 and diff["config"]["hidden"] == [8]
+    for key in ("recall@10", "ndcg@20", "hr@50", "train_s", "ms_per_user", "single_ms", "coverage@20", "popularity@20"):
+        assert key in diff["mean"] and key in diff["std"]
+    assert diff["mean"]["recall@20"] == pytest.approx(np.mean([r["recall@20"] for r in diff["runs"]]))
+    # --resume reuses finished models (same runs, same timings) and trains only the missing ones
+    merged = tmp_path / "merged.json"
+    res = CliRunner().invoke(app, ["bench", "--data", str(folder), "--models", "mostpop,ease,diffrec,itemknn",
+                                   "--seeds", "2", "--config", str(cfg), "--resume", str(out),
+                                   "--json", str(merged), "--quiet"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(merged.read_text())["models"]
+    assert set(again) == {"mostpop", "ease", "diffrec", "itemknn"}
+    assert again["diffrec"]["runs"] == diff["runs"], (again["diffrec"]["runs"], diff["runs"])
+
+
+def test_cli_train_eval_roundtrip_and_errors(data, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.commands.rec import app
+
+    folder = tmp_path / "tinyset"
+    write_cf_folder(folder, data)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", str(folder), "--model", "ease", "--out", str(tmp_path / "m"),
+                              "--set", "l2=5", "--json"])
+    assert res.exit_code == 0, res.output
+    trained = json.loads(res.output)
+    res = runner.invoke(app, ["eval", "--model-dir", str(tmp_path / "m"), "--data", str(folder), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["recall@20"] == pytest.approx(trained["test"]["recall@20"])
+    bad = runner.invoke(app, ["train", "--data", str(folder), "--model", "nope", "--out", str(tmp_path / "x")])
+    assert isinstance(bad.exception, InputError)
+    bad = runner.invoke(app, ["bench", "--data", str(tmp_path / "missing"), "--models", "ease"])
+    assert isinstance(bad.exception, InputError)

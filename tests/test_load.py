@@ -1,0 +1,74 @@
+"""A small version of benchmarks/load_test.py: concurrent clients, retries, and exact counts in SQLite."""
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS, PER_CLIENT = 8, 100
+
+
+def _load_test_module():
+    spec = importlib.util.spec_from_file_location("atelier_load_test", ROOT / "benchmarks" / "load_test.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def lt():
+    return _load_test_module()
+
+
+def _assert_exact(report: dict) -> None:
+    assert report["errors"] == 0, report["first_errors"]
+    assert report["impressions_sent"] == CLIENTS * PER_CLIENT // 2 == report["impressions_stored"]
+    assert report["votes_sent"] == CLIENTS * PER_CLIENT // 2 == report["votes_stored"]
+    assert report["lost"] == report["doubled"] == report["unexpected"] == 0
+    assert report["requests"] == CLIENTS * (PER_CLIENT + PER_CLIENT // 10)  # the retries were really sent
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+
+
+def test_plan_is_seeded_and_has_retries(lt):
+    a, b = lt.plan(3, 40, seed=1), lt.plan(3, 40, seed=1)
+    assert a == b and a != lt.plan(4, 40, seed=1)
+    ids = [p["event_id"] for _, p in a]
+    assert len(ids) == 44 and len(set(ids)) == 40
+
+
+def test_audit_sees_lost_and_doubled(lt, tmp_path):
+    """The checker itself can fail: drop one event and double another, and it must say so."""
+    db = tmp_path / "ab.sqlite"
+    store = lt.prepare_store(db)
+    events = lt.plan(0, 10, seed=0)
+    for kind, p in events[1:]:  # the first event is lost
+        if kind == "impression":
+            store.record_impression(p["experiment_id"], p["creative_id"], event_id=p["event_id"])
+        else:
+            store.record_vote(p["experiment_id"], p["winner_id"], p["loser_id"], event_id=p["event_id"])
+    with sqlite3.connect(db) as con:  # a doubled row, as a store without a primary key would keep
+        con.execute("CREATE TABLE votes2 AS SELECT * FROM votes")
+        con.execute("DROP TABLE votes")
+        con.execute("ALTER TABLE votes2 RENAME TO votes")
+        con.execute("INSERT INTO votes SELECT * FROM votes LIMIT 1")
+    counts = lt.audit(db, 1, 10, seed=0)
+    assert counts["lost"] == 1 and counts["doubled"] == 1
+
+
+def test_store_under_concurrent_clients(lt, tmp_path):
+    report = lt.store_load(tmp_path / "ab.sqlite", CLIENTS, PER_CLIENT, seed=0)
+    lt.print_report(report)
+    _assert_exact(report)
+
+
+def test_http_vote_endpoint_under_concurrent_clients(lt, tmp_path):
+    """The served app (UI + /api/ab) on a free loopback port: every vote and impression lands exactly once."""
+    report = lt.http_load(tmp_path / "ab.sqlite", CLIENTS, PER_CLIENT, seed=0, out_dir=tmp_path / "ui")
+    lt.print_report(report)
+    assert report["url"].startswith("http://127.0.0.1:")
+    _assert_exact(report)
