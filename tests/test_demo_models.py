@@ -138,14 +138,14 @@ def test_demo_scorer_prefers_the_true_caption():
 
 @needs_models
 def test_attribute_classifier_reads_renders():
+    from PIL import Image
+
     from finetune.demo_model.data import composite_gray, render_product
     from pipelines.attribute_classifier import AttributeClassifier, accuracy
 
     clf = AttributeClassifier.load()
     combos = [("shirt", "navy", "striped"), ("shoes", "red", "solid"), ("skirt", "yellow", "dotted"),
               ("trousers", "green", "checked"), ("bag", "purple", "zigzag"), ("hat", "orange", "striped")]
-    from PIL import Image
-
     images = np.stack([np.asarray(Image.fromarray(composite_gray(np.asarray(
         render_product(c, col, p, "formal", seed=7000 + i)))).reduce(2)) for i, (c, col, p) in enumerate(combos)])
     acc = accuracy(clf.predict(images), [dict(category=c, color=col, pattern=p) for c, col, p in combos])

@@ -19,6 +19,7 @@ def eval_cmd(
     seed: int = typer.Option(0, help="Image i uses seed + i."),
     classifier: Optional[Path] = typer.Option(None, help="Attribute-classifier folder (default: the shipped one)."),
     scorer: str = typer.Option("demo", help="open_clip scorer: 'demo', a folder, or 'none'."),
+    controlnet: str = typer.Option("demo-controlnet", help="ControlNet whose edge fidelity to measure, or 'none'."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the first 60 images here."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present)."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default ATELIER_THREADS or 1)."),
@@ -26,10 +27,10 @@ def eval_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the metrics JSON here."),
 ) -> None:
     """Generate held-out captions and read color / category / pattern back with the attribute classifier."""
-    from finetune.demo_model.evaluate import contact_sheet, fidelity
+    from finetune.demo_model.evaluate import contact_sheet, controlnet_fidelity, fidelity
     from pipelines.attribute_classifier import AttributeClassifier
     from pipelines.device import describe, pick_device, set_threads
-    from pipelines.loading import load_sd_pipeline
+    from pipelines.loading import load_controlnet, load_sd_pipeline
     from pipelines.scorer import Scorer
     from recommenders.errors import InputError
     from recommenders.io import atomic_write_json
@@ -45,6 +46,10 @@ def eval_cmd(
     clip = None if scorer == "none" else Scorer.load(scorer, device=str(dev))
     metrics, images, prompts = fidelity(pipe, judge, n=n, seed=seed, steps=steps, guidance=guidance, scorer=clip,
                                         progress=not as_json)
+    if controlnet != "none":
+        cn = load_controlnet(controlnet, device=str(dev))
+        metrics["controlnet"], _ = controlnet_fidelity(pipe, cn, judge, seed=seed, steps=steps, guidance=guidance)
+        metrics["controlnet"]["model"] = controlnet
     metrics.update(model=model, device=describe(dev), targets={"color_accuracy": 0.8, "category_accuracy": 0.8,
                                                                "pattern_accuracy": 0.6})
     if sheet:

@@ -39,3 +39,17 @@ def demo_model(
     if json_out:
         atomic_write_json(json_out, report)
     typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+
+
+def _register_method_commands() -> None:
+    """Add lora / reward / reward-loop / dpo / adapter (kept in their own module) to this group."""
+    try:
+        from app.commands.finetune_commands import register
+    except ModuleNotFoundError as e:
+        if e.name != "app.commands.finetune_commands":
+            raise
+        return
+    register(app)
+
+
+_register_method_commands()

@@ -73,7 +73,7 @@ DEFAULT_SETTINGS = {
                           extra={"text_lr": 1e-3, "caption_dropout": 0.1, "ema_decay": 0.995, "snr_gamma": 5.0,
                                  "variant_p": [0.82, 0.07, 0.07, 0.04],
                                  "validate_every": 500}),
-    "controlnet": TrainSettings(steps=800, batch_size=32, lr=1e-3),
+    "controlnet": TrainSettings(steps=1500, batch_size=32, lr=1e-3, extra={"caption_dropout": 0.5}),
     "clip": TrainSettings(steps=800, batch_size=128, lr=2e-3),
     "classifier": TrainSettings(steps=500, batch_size=32, lr=3e-3),
 }

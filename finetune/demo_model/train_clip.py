@@ -8,7 +8,6 @@ The loss is CLIP's symmetric InfoNCE (Radford et al. 2021) via `open_clip.ClipLo
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -17,7 +17,7 @@ from finetune.loop import TrainLoop, cosine_schedule
 
 from .common import set_seed, shop_images, to_tensor, tokenize, tokenizer
 from .configs import CONTROLNET_EXTRA, DEFAULT_SETTINGS, NOISE_SCHEDULE
-from .data import edge_map
+from .data import VOCAB, edge_map
 from .train_unet import latent_cache, min_snr_weights
 
 
@@ -48,8 +48,11 @@ def train_controlnet(out_dir: str | Path, *, steps: int | None = None, seed: int
     edges = edge_tensor(data.products)
     edges = torch.cat([edges, edges.flip(-1)])
     tok = tokenizer()
+    # no style words: the silhouette must come from the edges, not from "formal" / "sporty"
+    styles = set(VOCAB["style"])
+    captions = [" ".join(w for w in c.split(" ") if w not in styles) for c in data.captions]
     with torch.no_grad():  # the text encoder is frozen: encode every caption once
-        ids = tokenize(tok, data.captions)
+        ids = tokenize(tok, captions)
         cond_all = torch.cat([text_encoder(ids[i : i + 512]).last_hidden_state for i in range(0, len(ids), 512)])
         empty = text_encoder(tokenize(tok, [""])).last_hidden_state[0]
     cond_all = torch.cat([cond_all, cond_all])
@@ -68,7 +71,8 @@ def train_controlnet(out_dir: str | Path, *, steps: int | None = None, seed: int
     def step_fn(step: int, gen: torch.Generator):
         idx = torch.randint(0, len(latents), (cfg.batch_size,), generator=gen)
         x0, ctrl, cond = latents[idx].to(dev), edges[idx].to(dev), cond_all[idx].clone()
-        cond[torch.rand(cfg.batch_size, generator=gen) < 0.1] = empty
+        # half the prompts dropped, as in the ControlNet paper, so the edges alone must carry the shape
+        cond[torch.rand(cfg.batch_size, generator=gen) < cfg.extra["caption_dropout"]] = empty
         cond = cond.to(dev)
         noise = torch.randn(x0.shape, generator=gen).to(dev)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen).to(dev)
