@@ -173,12 +173,15 @@ def generate(pipe, prompt: str, seeds: Sequence[int], steps: int, guidance: floa
 
 
 def pairs_by_ranking(pipe, prompts: Sequence[str], judge: Judge, out_dir: str | Path, *, candidates: int = 4,
-                     seed: int = 0, steps: int = 20, guidance: float = 5.0, size: int = 64,
-                     min_margin: float = 0.0, progress: bool = True) -> list[PreferencePair]:
-    """Best-vs-worst pair per (prompt, round) from the base model's own candidates, ranked by `judge`.
+                     pairs_per_prompt: int = 1, seed: int = 0, steps: int = 20, guidance: float = 5.0,
+                     size: int = 64, min_margin: float = 0.0, progress: bool = True) -> list[PreferencePair]:
+    """Pairs from the base model's own candidates ranked by `judge`: best vs worst, 2nd best vs 2nd worst, ...
 
     Images and a `pairs.jsonl` in the A/B export format are written to `out_dir` so a run can be audited.
     """
+    if candidates < 2 or not 1 <= pairs_per_prompt <= candidates // 2:
+        raise InputError(f"need --candidates >= 2 and 1 <= --pairs-per-prompt <= candidates/2, got {candidates} "
+                         f"and {pairs_per_prompt}")
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -188,15 +191,17 @@ def pairs_by_ranking(pipe, prompts: Sequence[str], judge: Judge, out_dir: str | 
         images = generate(pipe, prompt, seeds, steps, guidance, size)
         scores = judge(images, prompt)
         order = sorted(range(len(images)), key=lambda k: -scores[k])
-        best, worst = order[0], order[-1]
-        margin = scores[best] - scores[worst]
-        if margin <= min_margin:
-            continue
-        paths = [atomic_save_image(images[k], out_dir / "images" / f"p{p_idx:04d}-s{seeds[k]}.png")
-                 for k in (best, worst)]
-        pairs.append(PreferencePair(prompt, paths[0], paths[1], float(margin)))
-        append_jsonl(out_dir / "pairs.jsonl", {"prompt": prompt, "chosen": str(paths[0]), "rejected": str(paths[1]),
-                                               "source": "reward", "weight": round(float(margin), 6)})
+        for j in range(pairs_per_prompt):
+            best, worst = order[j], order[-1 - j]
+            margin = scores[best] - scores[worst]
+            if margin <= min_margin:
+                continue
+            paths = [atomic_save_image(images[k], out_dir / "images" / f"p{p_idx:04d}-s{seeds[k]}.png")
+                     for k in (best, worst)]
+            pairs.append(PreferencePair(prompt, paths[0], paths[1], float(margin)))
+            append_jsonl(out_dir / "pairs.jsonl", {"prompt": prompt, "chosen": str(paths[0]),
+                                                   "rejected": str(paths[1]), "source": "reward",
+                                                   "weight": round(float(margin), 6)})
     if not pairs:
         raise InputError("the judge scored every candidate equally; no preference pairs could be made")
     return pairs

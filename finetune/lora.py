@@ -11,7 +11,6 @@ uninterrupted run would have: same seed, same final weights.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -417,8 +416,3 @@ def train_lora(model_dir: str | Path, examples: Sequence[CaptionedImage], out_di
         "seconds": round(time.time() - t0, 2),
         "config": asdict(cfg),
     }
-
-def read_lora_config(lora_dir: str | Path) -> dict:
-    """The training config saved beside a LoRA (empty when the folder came from elsewhere)."""
-    path = Path(lora_dir) / "lora_config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -188,12 +188,12 @@ def attribute_embeddings(catalog) -> np.ndarray:
 
 
 def _align_to_catalog(inter, catalog):
-    """Reorder an Interactions' item index space to the catalog order (so scores line up with items)."""
+    """A copy of `inter` with item indices in catalog order (so scores line up with items)."""
+    import dataclasses
+
     pos = {iid: k for k, iid in enumerate(catalog.item_ids)}
     remap = np.asarray([pos[i] for i in inter.item_ids], np.int64)
-    inter.item_index = remap[inter.item_index]
-    inter.item_ids = catalog.item_ids
-    return inter
+    return dataclasses.replace(inter, item_index=remap[inter.item_index], item_ids=list(catalog.item_ids))
 
 
 def load_cf(spec: str | Path) -> CFSplits:

@@ -103,3 +103,20 @@ def test_pairs_by_ranking_and_bad_pairs_file(tiny_sd, tmp_path):
     bad.write_text('{"chosen": "a.png"}\n')
     with pytest.raises(InputError, match="prompt"):
         load_preference_pairs(bad)
+
+
+def test_dpo_command_from_an_ab_export(tiny_sd, tmp_path):
+    from typer.testing import CliRunner
+
+    from app.commands.finetune_commands import app
+
+    pairs = write_pairs(tmp_path / "ab")
+    args = ["dpo", "--pairs", str(pairs), "--base-model", str(tiny_sd), "--out", str(tmp_path / "out"), "--steps", "2",
+            "--batch-size", "2", "--rank", "2", "--json-out", str(tmp_path / "dpo.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "dpo.json").read_text())
+    assert report["pairs"] == 4 and report["steps"] == 2 and "win_rate" not in report
+    assert (tmp_path / "out" / "pytorch_lora_weights.safetensors").is_file()
+    result = CliRunner().invoke(app, ["dpo", "--pairs", str(pairs), "--base-model", str(tiny_sd), "--beta", "0"])
+    assert isinstance(result.exception, InputError) and "--beta" in str(result.exception)

@@ -1,4 +1,4 @@
-"""`atelier demo`: the main job on the shipped demo shop; for now, contact sheets of its catalog and shoppers."""
+"""`atelier demo`: the main job on the shipped demo shop (see `app/demo_job.py`)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import typer
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.")] = Path("outputs/demo"),
+    users: Annotated[int, typer.Option("--users", min=1, max=20, help="How many shoppers to show.")] = 3,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, max=16, help="Product candidates per shopper.")] = 4,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first candidate.")] = 0,
+    recommender: Annotated[str, typer.Option("--recommender", help="CF recommender for the conditions.")] = "ease",
+    model: Annotated[str, typer.Option("--model", help="Base model: 'demo' or a diffusers folder.")] = "demo",
 ) -> Path:
-    """Write outputs/demo/catalog.png and users.png from the shipped demo shop, and print the folder."""
-    from recommenders.io import atomic_save_image
-    from recommenders.shop import DemoShop
-    from recommenders.shop.sheets import catalog_sheet, pick_users, users_sheet
+    """Recommendations, ranked personalized images, banners and an outfit for demo shoppers -> index.html."""
+    from app.demo_job import run_demo
 
-    out = Path(out)
-    shop = DemoShop.load()
-    atomic_save_image(catalog_sheet(shop), out / "catalog.png")
-    atomic_save_image(users_sheet(shop, pick_users(shop, 3)), out / "users.png")
-    typer.echo(str(out.resolve()))
-    return out
+    page = run_demo(out, n_users=users, candidates=candidates, steps=steps, seed=seed, recommender=recommender,
+                    model=model, echo=typer.echo)
+    typer.echo(f"demo written: {page.resolve()}")
+    return page

@@ -21,12 +21,18 @@ CLASSIFIER_OPT = typer.Option(None, help="Attribute classifier folder that reads
                               "(default: the shipped demo one).")
 
 
+_STARTED = [0.0]  # wall clock at the command's start, for the report's total_seconds
+
+
 def _emit(report: dict, as_json: bool, json_out: Optional[Path], summary_keys: tuple[str, ...] = ()) -> None:
     """Print the report (JSON or a few lines) and write it atomically when asked."""
+    import time
+
     from pipelines.device import describe, pick_device
     from recommenders.io import atomic_write_json
 
     report.setdefault("device", describe(pick_device(report.get("device"))))
+    report["total_seconds"] = round(time.time() - _STARTED[0], 1)  # data loading and evaluation included
 
     if json_out:
         atomic_write_json(json_out, report)
@@ -51,8 +57,12 @@ def _local_model(spec: str) -> str:
 
 
 def _setup(threads: Optional[int], device: Optional[str]) -> Optional[str]:
+    """Start the clock, set torch threads, validate --device."""
+    import time
+
     from pipelines.device import pick_device, set_threads
 
+    _STARTED[0] = time.time()
     set_threads(threads)
     return None if device is None else str(pick_device(device))
 
@@ -173,15 +183,16 @@ def dpo(
     eval_prompts: Optional[Path] = typer.Option(None, help="Held-out prompts file for the win rate (default: none)."),
     base_model: str = typer.Option("demo", help="Base model: 'demo' or a local diffusers folder."),
     out: Path = typer.Option(Path("runs/dpo"), help="Output folder: LoRA weights, pairs, checkpoints."),
-    candidates: int = typer.Option(4, help="Candidates per prompt when ranking."),
+    candidates: int = typer.Option(8, help="Candidates per prompt when ranking."),
+    pairs_per_prompt: int = typer.Option(4, help="Pairs per prompt: best vs worst, 2nd best vs 2nd worst, ..."),
     beta: float = typer.Option(2000.0, help="DPO temperature beta (Wallace et al. use 2000-5000)."),
     rank: int = typer.Option(8, help="LoRA rank."),
-    learning_rate: float = typer.Option(1e-4, help="Peak learning rate."),
-    steps: int = typer.Option(200, help="Optimizer steps."),
+    learning_rate: float = typer.Option(2e-3, help="Peak learning rate (the demo model's; ~1e-4 for SD 1.5)."),
+    steps: int = typer.Option(400, help="Optimizer steps."),
     batch_size: int = typer.Option(4, help="Pairs per step."),
     sample_steps: int = typer.Option(20, help="Denoising steps when generating candidates and for the win rate."),
     guidance: float = typer.Option(5.0, help="Guidance scale when generating."),
-    eval_seeds: int = typer.Option(4, help="Seeds per held-out prompt for the win rate."),
+    eval_seeds: int = typer.Option(12, help="Seeds per held-out prompt for the win rate."),
     seed: int = typer.Option(0, help="Seed."),
     checkpoint_every: int = typer.Option(100, help="Checkpoint every N steps."),
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder to resume from."),
@@ -216,7 +227,8 @@ def dpo(
         pair_list = load_preference_pairs(pairs)
     else:
         pair_list = pairs_by_ranking(base, train_prompts, judge_fn, out / "pairs", candidates=candidates,
-                                     seed=seed, steps=sample_steps, guidance=guidance, size=size)
+                                     pairs_per_prompt=pairs_per_prompt, seed=seed, steps=sample_steps,
+                                     guidance=guidance, size=size)
     report = train_dpo(model_dir, pair_list, out, cfg, resume=resume, device=device)
     if held_prompts:
         tuned = lora_pipeline(model_dir, out)
@@ -242,11 +254,11 @@ def reward_loop(
     held_out_share: float = typer.Option(0.5, help="Share of the segment's users kept out for the oracle evaluation."),
     lora_steps: int = typer.Option(150, help="LoRA steps per round."),
     lora_rank: int = typer.Option(8, help="LoRA rank."),
-    lora_lr: float = typer.Option(3e-4, help="LoRA learning rate."),
+    lora_lr: float = typer.Option(5e-4, help="LoRA learning rate."),
     batch_size: int = typer.Option(8, help="LoRA batch size."),
     sample_steps: int = typer.Option(20, help="Denoising steps per image."),
     guidance: float = typer.Option(5.0, help="Guidance scale."),
-    eval_seeds: int = typer.Option(4, help="Fresh seeds per prompt for the evaluation."),
+    eval_seeds: int = typer.Option(8, help="Fresh seeds per prompt for the evaluation."),
     format: str = typer.Option("product", help="Ad format the CTR is for: product | banner."),
     classifier: Optional[str] = CLASSIFIER_OPT,
     seed: int = typer.Option(0, help="Seed."),
@@ -286,13 +298,14 @@ def adapter(
     interactions: Optional[Path] = typer.Option(None, help="Your interactions CSV (users' histories)."),
     recommender: str = typer.Option("ease", help="Recommender whose conditions the adapter reads."),
     out: Path = typer.Option(Path("runs/adapter"), help="Output folder: config.json + adapter.safetensors."),
-    steps: int = typer.Option(1000, help="Optimizer steps."),
+    steps: int = typer.Option(600, help="Optimizer steps."),
     batch_size: int = typer.Option(16, help="Examples per step."),
     learning_rate: float = typer.Option(1e-3, help="Peak learning rate."),
     num_tokens: int = typer.Option(4, help="Preference tokens appended to the prompt."),
     items_per_user: int = typer.Option(2, help="Latest liked items per user used as targets."),
+    checkpoint_every: int = typer.Option(200, help="Checkpoint every N steps."),
     held_out_share: float = typer.Option(0.2, help="With your own data: share of users kept out of training."),
-    eval_users: int = typer.Option(40, help="Held-out demo users (the block `atelier eval personalization` uses) "
+    eval_users: int = typer.Option(50, help="Held-out demo users (the block `atelier eval personalization` uses) "
                                    "for the color-match evaluation (0: skip)."),
     sample_steps: int = typer.Option(20, help="Denoising steps in the evaluation."),
     classifier: Optional[str] = CLASSIFIER_OPT,
@@ -311,7 +324,7 @@ def adapter(
 
     device = _setup(threads, device)
     cfg = AdapterTrainConfig(num_tokens=num_tokens, learning_rate=learning_rate, steps=steps, batch_size=batch_size,
-                             items_per_user=items_per_user, seed=seed)
+                             items_per_user=items_per_user, checkpoint_every=checkpoint_every, seed=seed)
     cfg.check()
     demo = None
     if catalog is not None or interactions is not None:
