@@ -190,7 +190,7 @@ def test_kill_midway_then_resume_has_no_duplicates_or_gaps(tmp_path, campaign_fi
     run_noise(str(campaign_file), str(tmp_path / "ref"))
     reference = _check_output(tmp_path / "ref" / "test-campaign", 54)
 
-    code = f"from tests.test_batch import run_noise; run_noise({str(campaign_file)!r}, {str(tmp_path / 'run')!r}, 0.05)"
+    code = f"from tests.test_batch import run_noise; run_noise({str(campaign_file)!r}, {str(tmp_path / 'run')!r}, 0.1)"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     manifest = tmp_path / "run" / "test-campaign" / MANIFEST
@@ -306,12 +306,17 @@ def test_audience_resolves_users_segments_and_conditions(demo_data):
     ("products: [{image: missing.png}]", 2, "products.0.image: image not found"),
     ("audience: {users: [u0001, nobody]}", 3, "audience.users.1: user 'nobody' has no interactions"),
     ("audience: {segments: [hipsters]}", 3, "unknown shop segment 'hipsters'"),
+    ("model: {lora: evil.bin}", 5, "model.lora: LoRA weights must be .safetensors"),
 ])
 def test_campaign_errors_found_against_the_shop_name_the_line_and_write_nothing(tmp_path, demo_data, change, line,
                                                                                   needle):
     text = "name: bad\nproducts: [p0010]\naudience: {users: [u0001]}\nformats: {banner: {}}\n"
     key = change.split(":")[0]
-    text = "\n".join(change if ln.startswith(key + ":") else ln for ln in text.splitlines()) + "\n"
+    if key + ":" in text:
+        text = "\n".join(change if ln.startswith(key + ":") else ln for ln in text.splitlines()) + "\n"
+    else:
+        text += change + "\n"
+    (tmp_path / "evil.bin").write_bytes(b"pickle")
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     from app.batch.render import CampaignRenderer
@@ -323,7 +328,7 @@ def test_campaign_errors_found_against_the_shop_name_the_line_and_write_nothing(
         r._check_products()
         demo_data.members(spec)
     assert str(err.value).startswith(f"{path}:{line}: ") and needle in str(err.value), str(err.value)
-    assert list(tmp_path.iterdir()) == [path]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "evil.bin"]  # nothing written
 
 
 def test_contact_sheet_escapes_what_users_typed(tmp_path):

@@ -179,6 +179,7 @@ class ModelSpec(_Strict):
     base: str = "demo"
     lora: str | None = None
     lora_scale: float = Field(1.0, ge=0.0, le=4.0)
+    adapter: str | None = None  # a preference-adapter folder (`atelier finetune adapter`): preference tokens
     recommender: str = "ease"
     steps: int = Field(20, ge=1, le=1000)
     guidance: float = Field(5.0, ge=0.0, le=50.0)

@@ -33,11 +33,13 @@ class CampaignRenderer:
         self._check_products()
         self._pipes: dict[str, Any] = {}
         self._sd = None
+        self._adapter = None
+        self._scorer = False  # not loaded yet (None: not available)
         self._conditions: dict[str, Any] = {}
 
     # --- inputs ------------------------------------------------------------------------------
     def _check_products(self) -> None:
-        """Unknown catalog ids and missing, broken or oversized images fail before anything is rendered."""
+        """Unknown catalog ids, broken images and missing or unsafe weights fail before anything is rendered."""
         from recommenders.validate import load_user_image
 
         for k, p in enumerate(self.campaign.products):
@@ -51,6 +53,17 @@ class CampaignRenderer:
                     load_user_image(self.path(value))
                 except InputError as e:
                     raise self.campaign.error(f"{e.problem} ({self.path(value)})", "products", k, name) from None
+        m = self.campaign.model
+        if m.lora is not None:
+            lora = self.path(m.lora)
+            if not lora.exists():
+                raise self.campaign.error(f"LoRA weights not found ({lora})", "model", "lora")
+            files = [lora] if lora.is_file() else list(lora.iterdir())
+            if not any(f.suffix == ".safetensors" for f in files):
+                raise self.campaign.error("LoRA weights must be .safetensors (pickle checkpoints can run code)",
+                                          "model", "lora")
+        if m.adapter is not None and not (self.path(m.adapter) / "config.json").is_file():
+            raise self.campaign.error(f"not a preference adapter folder ({self.path(m.adapter)})", "model", "adapter")
 
     def path(self, value: str) -> Path:
         """An input path from the campaign, relative to the campaign file's folder."""
@@ -90,6 +103,22 @@ class CampaignRenderer:
             self._sd = sd
         return self._sd
 
+    def scorer(self):
+        """The scorer, loaded once for all pipelines (None when not installed)."""
+        if self._scorer is False:
+            self._scorer = _scorer(self.device)
+        return self._scorer
+
+    def adapter(self):
+        """The campaign's preference adapter (condition embedding -> extra prompt tokens), or None."""
+        if self.campaign.model.adapter is None:
+            return None
+        if self._adapter is None:
+            from pipelines.conditioning import PreferenceAdapter
+
+            self._adapter = PreferenceAdapter.from_pretrained(self.path(self.campaign.model.adapter))
+        return self._adapter
+
     def _lora_record(self) -> list[dict]:
         m = self.campaign.model
         return [{"path": m.lora, "scale": m.lora_scale}] if m.lora else []
@@ -98,7 +127,7 @@ class CampaignRenderer:
         """The product / background / banner / outfit pipeline on the shared base model."""
         if kind not in self._pipes:
             common: dict[str, Any] = dict(catalog=self.data.catalog, base_model=self.campaign.model.base,
-                                          lora=self._lora_record(), scorer=_scorer())
+                                          lora=self._lora_record(), scorer=self.scorer(), adapter=self.adapter())
             sd = self.sd()
             if kind == "product":
                 from pipelines.product import ProductPipeline
@@ -159,12 +188,12 @@ class CampaignRenderer:
         return list(zip(out.images, out.creatives))
 
 
-def _scorer():
-    """The demo scorer when it is available (ranks and scores creatives), else None."""
+def _scorer(device: str | None = None):
+    """The demo open_clip scorer when it is installed (scores creatives, retrieves outfit items), else None."""
     try:
-        from pipelines.scorer import load_scorer
+        from pipelines.scorer import Scorer
 
-        return load_scorer("demo")
+        return Scorer.load("demo", device=device)
     except (ImportError, AttributeError, InputError, OSError):
         return None
 

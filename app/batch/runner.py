@@ -241,10 +241,24 @@ def _spawn(campaign_path: Path, output_root: Path, processes: int, device: str |
         if not progress or rank > 0:
             cmd += ["--no-progress"]
         procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    bad = [c for c in codes if c != 0]
-    if bad:
-        raise RuntimeError(f"{len(bad)} of {processes} batch processes failed (exit codes {codes})")
+    try:
+        # If one process fails, the others would wait for it forever at the next barrier: stop them.
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode not in (None, 0) for p in procs):
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    codes = [p.returncode for p in procs]
+    if 2 in codes:
+        raise InputError("a batch process stopped on an input error (its message is above)")
+    if any(codes):
+        raise RuntimeError(f"batch processes failed (exit codes {codes})")
 
 
 def run_campaign(

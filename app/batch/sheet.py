@@ -40,7 +40,7 @@ guidance {{ model.guidance }} · manifest <a href="manifest.jsonl">manifest.json
 <figcaption><b>{{ c.extra.product }}</b> · {{ c.width }}×{{ c.height }} · seed {{ c.seed }}<br>
 {{ c.prompt|truncate(160) }}
 {% if c.extra.retrieved_item %}<br>nearest catalog item: <b>{{ c.extra.retrieved_item }}</b>{% endif %}
-{% for k, v in c.scores.items() %}<br><span class="score">{{ k }} {{ "%.3f"|format(v) }}</span>{% endfor %}
+{% for k, v in c.scores.items() if k != "rank" %}<br><span class="score">{{ k }} {{ "%.3f"|format(v) }}</span>{% endfor %}
 </figcaption></figure>
 {% endfor %}
 </div>

@@ -215,7 +215,10 @@ def rank_cmd(
     segment: str = typer.Option(..., help="Demo-shop segment the creatives are judged for."),
     reward_model: Optional[Path] = typer.Option(None, help="CTR reward model folder (`atelier finetune reward`); "
                                                 "without it the demo shop's oracle click model judges."),
-    format: str = typer.Option("product", help="Ad format the CTR is predicted for: product | banner."),
+    ad_format: str = typer.Option("product", help="Ad format the CTR is predicted for: product | banner."),
+    user: Optional[str] = typer.Option(None, help="Only creatives made for this user/segment (e.g. segment-classic)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Only this creative format "
+                                         "(product, background, banner, outfit)."),
     top: Optional[int] = typer.Option(None, min=1, help="Keep the best K."),
     add_to: Optional[str] = typer.Option(None, help="Add the kept creatives to this experiment (created if new)."),
     db: Path = DbOpt,
@@ -231,11 +234,12 @@ def rank_cmd(
 
     if not manifest.is_file():
         raise InputError("manifest not found", manifest)
-    creatives = Manifest(manifest).load()
+    creatives = [c for c in Manifest(manifest).load()
+                 if (user is None or c.user_id == user) and (format is None or c.extra.get("format", c.pipeline) == format)]
     if not creatives:
-        raise InputError("the manifest holds no creatives", manifest)
+        raise InputError("no creatives in the manifest match", manifest)
     judge = AudienceJudge.for_segment(segment, reward_model=str(reward_model) if reward_model else None,
-                                      format=format)
+                                      format=ad_format)
 
     def image_path(c) -> Path:
         p = Path(c.image_path)
