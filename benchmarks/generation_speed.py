@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                "loader_img_per_s": b / best_time(lambda: run(ours), args.repeats)}
         if product is not None:
             row["product_img_per_s"] = b / best_time(
-                lambda: product(None, prompt=PROMPT, num_candidates=b, steps=args.steps, guidance=args.guidance,
+                lambda: product(None, prompt=PROMPT, num_candidates=b, batch_size=b, steps=args.steps, guidance=args.guidance,
                                 negative_prompt="", progress=False), args.repeats)
         for k in ("loader", "product"):
             if f"{k}_img_per_s" in row:

@@ -72,8 +72,15 @@ def keyword_prompt(condition: "PreferenceCondition | None", template: str = "pro
     for segment in fmt.split(","):
         words = _SLOT.sub(lambda m: values.get(m.group(1), ""), segment).split()
         if words and words != ["a"]:  # an empty slot vanishes; a lone article goes with it
+            if words[0] == "a" and PLURAL_NOUNS & set(words[1:]):
+                words = words[1:]  # "formal navy trousers", as the catalog's captions say it
             parts.append(" ".join(words))
     return ", ".join(parts)
+
+
+# Garments named in the plural take no article ("a shoes" reads wrong and differs from the captions).
+PLURAL_NOUNS = {"trousers", "shoes", "jeans", "pants", "shorts", "sneakers", "boots", "sandals", "socks",
+                "leggings", "glasses", "sunglasses", "heels", "earrings"}
 
 
 # -- 2. preference tokens ----------------------------------------------------------------------

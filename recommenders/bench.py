@@ -149,10 +149,14 @@ def _demo_tastes(data) -> tuple[dict, object]:
 
 
 # --- the bench --------------------------------------------------------------------------------------
-def _mean_std(runs: list[dict]) -> tuple[dict, dict]:
+def _mean_std(runs: list[dict], deterministic: bool) -> tuple[dict, dict]:
+    """Mean and sample std per numeric field; std is 0 for a deterministic model, None for one lone run."""
     keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
-    std = {k: float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for k in keys}
+    if len(runs) > 1:
+        std = {k: float(np.std([r[k] for r in runs], ddof=1)) for k in keys}
+    else:
+        std = {k: (0.0 if deterministic else None) for k in keys}
     return mean, std
 
 
@@ -213,6 +217,8 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
         "reference": bench_yaml.get("reference", {}),
         "models": {},
     }
+    if resume:
+        result["resumed_from"] = [str(p) for p in resume]
     for name in models:
         params = configs.get(name, {})
         probe = make_model(name, params, config_path)
@@ -248,7 +254,7 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
 
 def _store(result: dict, name: str, probe, runs: list[dict], config: dict | None = None) -> None:
     """One model's entry: its config, runs, and mean/std over them."""
-    mean, std = _mean_std(runs)
+    mean, std = _mean_std(runs, probe.deterministic)
     result["models"][name] = {"config": config or dataclasses.asdict(probe.config), "deterministic": probe.deterministic,
                               "runs": runs, "mean": mean, "std": std}
 
@@ -260,10 +266,14 @@ def _cores() -> int:
 
 
 # --- reporting --------------------------------------------------------------------------------------
-def _fmt(mean: float, std: float, col: str) -> str:
+def _fmt(mean: float, std: float | None, col: str) -> str:
+    if std is None and col not in ("ms_per_user", "single_ms", "popularity@20"):
+        return (f"{mean:.1f}" if col == "train_s" else f"{mean:.4f}") + "±n/a"
     if col in ("train_s",):
         return f"{mean:.1f}±{std:.1f}"
-    if col in ("ms_per_user", "single_ms", "popularity@20"):
+    if col == "popularity@20":
+        return f"{mean:.0f}"
+    if col in ("ms_per_user", "single_ms"):
         return f"{mean:.3g}"
     return f"{mean:.4f}±{std:.4f}"
 
@@ -301,7 +311,7 @@ def plot(result: dict, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     for name, m in result["models"].items():
         x, y, e = m["mean"]["ms_per_user"], m["mean"]["recall@20"], m["std"]["recall@20"]
-        ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3)
+        ax.errorbar([x], [y], yerr=None if e is None else [e], fmt="o", capsize=3)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("scoring latency, ms per user (all users batched)")

@@ -74,7 +74,8 @@ def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float
                     nn.init.normal_(m.bias, std=0.001)
 
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            h = torch.cat([self.drop(F.normalize(x, dim=1) if normalize else x), self.time_proj(timestep_embedding(t, emb_dim))], 1)
+            x = self.drop(F.normalize(x, dim=1) if normalize else x)
+            h = torch.cat([x, self.time_proj(timestep_embedding(t, emb_dim))], 1)
             for layer in self.down:
                 h = act(layer(h))
             for i, layer in enumerate(self.up):
