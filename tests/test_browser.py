@@ -3,7 +3,11 @@
 Shopper tab: history and recommendations appear on load; "Generate images" makes personalized
 images (a tiny random SD model stands in for the demo model, so this runs anywhere in seconds).
 A/B tab: an experiment is created from those images, a click on "A is better" stores one vote in
-SQLite. Screenshots of each step go to benchmarks/results/screenshots/.
+SQLite. Screenshots of each step go to benchmarks/results/screenshots/. Studio and Outfit get one
+pass each, and two API sessions check that one's cancel leaves the other's job alone.
+
+    pytest -m browser tests/test_browser.py                                   # tiny random model
+    ATELIER_BROWSER_MODEL=demo ATELIER_BROWSER_STEPS=20 pytest -m browser tests/test_browser.py
 """
 
 from __future__ import annotations
@@ -53,10 +57,13 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_model(tmp_path_factory) -> str:
+    """A tiny random SD folder (seconds, anywhere); ATELIER_BROWSER_MODEL=demo uses the shipped model instead."""
+    if os.environ.get("ATELIER_BROWSER_MODEL"):
+        return os.environ["ATELIER_BROWSER_MODEL"]
     from tiny_models import build_tiny_sd  # tests/ is on sys.path under pytest
 
-    return build_tiny_sd(tmp_path_factory.mktemp("models") / "sd")
+    return str(build_tiny_sd(tmp_path_factory.mktemp("models") / "sd"))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,7 @@ def server(tmp_path_factory, tiny_model):
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     env.pop("ATELIER_AUTH", None)
     cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--out", str(tmp / "out"),
-           "--ab-db", str(db), "--model", str(tiny_model), "--steps", "2"]
+           "--ab-db", str(db), "--model", tiny_model, "--steps", os.environ.get("ATELIER_BROWSER_STEPS", "2")]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -217,7 +224,8 @@ def test_studio_and_outfit_in_browser(server, browser, tmp_path):
     product.save(tmp_path / "product.png")
     upload = driver.find_element(By.CSS_SELECTOR, "#studio-product input[type=file]")
     upload.send_keys(str(tmp_path / "product.png"))
-    _wait(driver, "the upload", lambda d: "product.png" in d.find_element(By.ID, "studio-product").text)
+    _wait(driver, "the upload", lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#studio-product')].some(e => /product\\s*\\.png/.test(e.textContent));"))
     _click(driver, driver.find_element(By.ID, "studio-generate"))
     _wait(driver, "banners", lambda d: _count_images(d, "#studio-banners") >= 2)
     _wait(driver, "backgrounds", lambda d: _count_images(d, "#studio-backgrounds") >= 2)

@@ -149,6 +149,8 @@ def test_shopper_history_and_recommendations(shop_ws, tmp_path):
     assert shopper.history_from_csv(shop_ws, csv) == hist
     cond2 = shopper.recommend(shop_ws, "mostpop", shopper.history_from_csv(shop_ws, csv), k=8)
     assert cond2.item_scores == cond.item_scores
+    assert "True taste" in shopper.condition_summary(cond, shopper.true_taste(shop_ws, uid))
+    assert shopper.true_taste(shop_ws, "upload") is None
     gallery = shopper.item_gallery(shop_ws, hist[:2])
     assert len(gallery) == 2 and gallery[0][0].mode == "RGB"
 

@@ -242,6 +242,16 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         path, stats = export_pairs(ws, experiment_id, ws.session_dir(session_id(request), "pairs"), source_)
         return str(path), f"Wrote {stats['written']} pairs ({stats['skipped_no_image']} skipped: no image)."
 
+    def on_tick(experiment_id):  # impressions and clicks arrive from the ad server through the API
+        if not experiment_id:
+            return gr.update(), gr.update()
+        try:
+            rows, ctr_rows, _ = results_tables(ws, experiment_id)
+        except InputError:
+            return gr.update(), gr.update()
+        return rows, ctr_rows
+
+    gr.Timer(10).tick(on_tick, [exp], [ranking, ctr], api_visibility="private", concurrency_limit=None)
     refresh.click(on_refresh, [exp], [exp, *outputs], api_name="ab_refresh")
     exp.input(lambda e: show(e), [exp], outputs, api_name="ab_show")
     left_btn.click(on_vote("left"), [pair], outputs, concurrency_limit=None, api_name="ab_vote_left")

@@ -89,13 +89,25 @@ def on_white(image):
     return canvas
 
 
-def condition_summary(condition) -> str:
-    """A short Markdown line of the condition's heaviest attributes."""
+def condition_summary(condition, truth: dict[str, list[str]] | None = None) -> str:
+    """Markdown lines: the condition's heaviest attributes, and the shopper's true taste when known."""
     parts = []
     for kind, weights in condition.attributes.items():
         top = list(weights.items())[:2]
         parts.append(f"**{kind}**: " + ", ".join(f"{v} {w:.2f}" for v, w in top))
-    return f"Preference from `{condition.source}`: " + "; ".join(parts)
+    text = f"Preference from `{condition.source}`: " + "; ".join(parts)
+    if truth:
+        text += "\n\nTrue taste (demo shop ground truth): " + "; ".join(
+            f"**{kind}**: {', '.join(values)}" for kind, values in truth.items())
+    return text
+
+
+def true_taste(ws: Workspace, user_id: str, n: int = 2) -> dict[str, list[str]] | None:
+    """A demo shopper's favourite values per attribute (None for uploaded histories)."""
+    try:
+        return ws.shop().true_top_attributes(user_id, n=n)
+    except (InputError, Unavailable):
+        return None
 
 
 def personalize(ws: Workspace, condition, out_dir: Path, *, category: str | None = None, n_candidates: int = 4,
@@ -172,7 +184,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         except (InputError, Unavailable) as e:
             return f"Error: {e}", [], [], None
         scores = dict(cond.item_scores)
-        return (condition_summary(cond), item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
+        return (condition_summary(cond, true_taste(ws, uid)), item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
                 item_gallery(ws, [i for i, _ in cond.item_scores[:N_SHOWN_HISTORY]], scores), cond.to_dict())
 
     def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
@@ -196,7 +208,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             pass
         record = {"creatives": [c.to_dict() for c in creatives], "segment": segment, "out_dir": str(out_dir)}
         shown = out_dir.relative_to(ws.config.out_dir) if ws.inside_output(out_dir) else out_dir
-        summary = condition_summary(PreferenceCondition.from_dict(cond))
+        summary = condition_summary(PreferenceCondition.from_dict(cond), true_taste(ws, cond["user_id"]))
         return (f"Made {len(creatives)} image(s) for `{cond['user_id']}` in `{shown}`.\n\n{summary}",
                 creative_gallery(creatives, out_dir), cond, record)
 

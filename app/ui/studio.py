@@ -139,7 +139,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             bg_gallery = gr.Gallery(label="Backgrounds (product pixels unchanged)", columns=4, height=260,
                                     object_fit="contain",
                                     elem_id="studio-backgrounds")
-            banner_gallery = gr.Gallery(label="Banners", columns=1, height=420, elem_id="studio-banners",
+            banner_gallery = gr.Gallery(label="Banners", columns=2, height=360, elem_id="studio-banners",
                                         object_fit="contain")
             download = gr.File(label="Download all (zip)", interactive=False)
 
