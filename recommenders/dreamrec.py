@@ -10,9 +10,10 @@ of the generated embedding with every item embedding.
 instead of squared error, plus a BPR term asking the model to denoise the positive item better than
 the centroid of sampled negatives under the same history, mixed with the simple loss by `pref_lambda`.
 `objective="softmax"` takes PreferDiff's preference term to its many-negative limit: every item is a
-negative, the denoised x0 estimate must rank the target first under a softmax over cosine
-similarities (the cross-entropy on the denoised embedding of DiffuRec, Li et al. TOIS 2023), again
-mixed with the cosine denoising error by `pref_lambda`. It is the default: on zhihu it learned far
+negative, the denoised x0 estimate must rank the target first under a softmax over the very scores
+used for ranking (`logits`: inner products, or cosine / temperature; the cross-entropy on the
+denoised embedding of DiffuRec, Li et al. TOIS 2023), mixed with the cosine denoising error by
+`pref_lambda`. It is the default: on zhihu it learned far
 faster per epoch than "mse" (whose learned embeddings collapse toward each other: the squared error
 never pushes non-targets apart) or "preferdiff" with one negative centroid.
 

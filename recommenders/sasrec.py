@@ -146,7 +146,7 @@ class NextItemModel(SequentialRecommender):
                 total += float(loss.detach())
             record = {"epoch": epoch, "loss": total / n_batches, "seconds": time.perf_counter() - start}
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                record[f"valid_{key}"] = self.evaluate(data.valid, ks=(cfg.select_k,), seed=seed)[key]
+                record[f"valid_{key}"] = self.evaluate(data.valid, ks=(cfg.select_k,))[key]
                 if record[f"valid_{key}"] > best:
                     best, best_epoch, bad = record[f"valid_{key}"], epoch, 0
                     best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -195,8 +195,8 @@ class NextItemModel(SequentialRecommender):
                for i in range(0, len(seq), batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_items), np.float32)
 
-    def evaluate(self, split, ks: Sequence[int] = (10, 20, 50), seed: int = 0, **kwargs) -> dict[str, float]:
-        """HR/NDCG/Recall@K on a SeqSplit with the shared metrics module (all items ranked)."""
+    def evaluate(self, split, ks: Sequence[int] = (10, 20, 50), **kwargs) -> dict[str, float]:
+        """HR/NDCG/Recall@K on a SeqSplit with the shared metrics module (all items ranked); kwargs go to score."""
         scores = self.score(split.seq, split.seq_len, **kwargs)
         return ranking_metrics(scores, split.target, ks=ks)
 

@@ -81,11 +81,14 @@ def sampler_grid(model, samplers: list[str], steps: list[int], fast_max_steps: i
 
 def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list[int] | None,
                   progress: bool = True, samplers: list[str] | None = None, *,
-                  partial: Callable[[dict], None] | None = None, overrides: dict | None = None) -> dict:
+                  partial: Callable[[dict], None] | None = None, overrides: dict | None = None,
+                  first_seed: int = 0, save_dir: str | Path | None = None) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
     maps a model name to hyperparameters replacing the YAML's (e.g. fewer epochs for a smoke run).
+    Seeds are first_seed .. first_seed+seeds-1 (benches split across processes merge with
+    `merge_results`); `save_dir` keeps every trained model as `<save_dir>/<model>-seed<k>/`.
     """
     from tqdm.auto import tqdm
 
@@ -115,14 +118,19 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
         "environment": {"torch_threads": _threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
                         "python": platform.python_version(), "started": _now()},
     }
+    # Seed-major order: every model gets seed 0 before any gets seed 1, so a bench stopped early
+    # (partial results) still compares all models.
     jobs = []
-    for key, base, hp in resolved:
-        hp = {**hp, **(overrides or {}).get(key, {})}
-        n = 1 if getattr(model_class(base), "deterministic", False) else seeds
-        jobs += [(key, base, hp, seed) for seed in range(n)]
+    for seed in range(first_seed, first_seed + seeds):
+        for key, base, hp in resolved:
+            hp = {**hp, **(overrides or {}).get(key, {})}
+            if seed == first_seed or not getattr(model_class(base), "deterministic", False):
+                jobs.append((key, base, hp, seed))
     for key, base, hp, seed in tqdm(jobs, desc="seq bench", disable=not progress):
         model = model_class(base)(**hp)
         log = model.fit(data, seed=seed, progress=progress)
+        if save_dir is not None:
+            model.save(Path(save_dir) / f"{key}-seed{seed}")
         entry = result["models"].setdefault(key, {"model": base, "hyperparameters": _config_dict(model),
                                                   "runs": []})
         run = {"seed": seed, "train_seconds": log["train_seconds"], "best_epoch": log.get("best_epoch"),
@@ -188,6 +196,8 @@ def summarise_targets(result: dict, cfg: dict) -> dict:
             "fast_within_5pct": bool(fv and (fv - bv) / fv <= 0.05),
             f"speedup_vs_ddpm@{ref_steps}": {v: ref["infer_ms_per_1k"]["mean"] / s["infer_ms_per_1k"]["mean"]
                                               for v, s in fast.items()},
+            # machine-independent: every sampler here makes one denoiser call per step (two with guidance)
+            f"denoiser_calls_ratio_vs_ddpm@{ref_steps}": {v: ref_steps / int(v.split("@")[1]) for v in fast},
             f"sampling_speedup_vs_ddpm@{ref_steps}": {
                 v: ref["sample_ms_per_1k"]["mean"] / s["sample_ms_per_1k"]["mean"]
                 for v, s in fast.items() if "sample_ms_per_1k" in s and "sample_ms_per_1k" in ref},
@@ -202,7 +212,13 @@ def merge_results(results: list[dict]) -> dict:
     merged = {**results[0], "models": {}}
     merged.pop("partial", None)
     for r in results:
-        merged["models"].update(r["models"])
+        for name, entry in r["models"].items():
+            into = merged["models"].setdefault(name, {**entry, "runs": []})
+            seen = {run["seed"] for run in into["runs"]}
+            into["runs"] += [run for run in entry["runs"] if run["seed"] not in seen]
+    for entry in merged["models"].values():
+        entry["runs"].sort(key=lambda run: run["seed"])
+        _summarise(entry)
     merged["environment"] = {**results[0]["environment"], "merged_from": [r["environment"] for r in results]}
     merged["summary"] = summarise_targets(merged, load_bench_config(merged["data"]))
     return merged

@@ -42,9 +42,10 @@ TINY = {
     "sasrec": dict(hidden=32, n_layers=1, epochs=10, lr=5e-3, batch_size=128, max_len=L, dropout=0.1, select_k=3),
     "gru4rec": dict(hidden=32, epochs=20, lr=1e-2, batch_size=128, max_len=L, dropout=0.1, select_k=3),
     "dreamrec": dict(hidden=32, epochs=10, lr=5e-3, batch_size=128, max_len=L, num_train_timesteps=100,
-                     sampling_steps=10, guidance=1.0, select_k=3),
+                     sampling_steps=10, guidance=1.0, select_k=3, emb_init_std=1.0),
     "preferdiff": dict(hidden=32, epochs=10, lr=5e-3, batch_size=128, max_len=L, num_train_timesteps=100,
-                       sampling_steps=10, guidance=1.0, objective="preferdiff", n_neg=8, select_k=3, aux_ce=0.0),
+                       sampling_steps=10, guidance=1.0, objective="preferdiff", n_neg=8, select_k=3, aux_ce=0.0,
+                       emb_init_std=1.0),
 }
 
 
@@ -122,7 +123,8 @@ def test_preference_carries_the_generated_embedding(fitted):
 
 @pytest.mark.parametrize("overrides", [dict(prediction_type="epsilon", beta_schedule="cosine"),
                                        dict(guidance=0.0, sampler="dpmsolver", objective="mse"),
-                                       dict(objective="softmax", score="cosine", aux_ce=0.5)])
+                                       dict(objective="softmax", score="cosine", aux_ce=0.5, cond_skip=True,
+                                            guidance=2.0)])
 def test_dreamrec_variants_train_and_score(data, overrides):
     m = model_class("dreamrec")(hidden=16, epochs=1, batch_size=256, max_len=L, num_train_timesteps=50,
                                 sampling_steps=5, **overrides)
@@ -149,3 +151,32 @@ def test_encoder_last_position_shortcut_matches_the_full_transformer(n_layers):
     seq_len = torch.randint(1, 9, (32,))
     with torch.no_grad():
         torch.testing.assert_close(enc(seq, seq_len), enc.forward_full(seq, seq_len), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_runs_every_sampler_and_merges(data, tmp_path):
+    import json
+
+    from recommenders.seq_bench import format_table, merge_results, run_seq_bench
+
+    folder = tmp_path / "chain"
+    folder.mkdir()
+    for name in ("train", "valid", "test"):
+        split = getattr(data, name)
+        seq = np.full((len(split), L), N_ITEMS)
+        seq[:, :split.seq.shape[1]] = split.seq
+        np.savez(folder / f"{name}.npz", seq=seq, seq_len=split.seq_len, target=split.target)
+    fast = {"dreamrec": dict(hidden=16, epochs=1, max_len=L, num_train_timesteps=50, batch_size=256)}
+    a = run_seq_bench(str(folder), ["mostpop", "dreamrec"], 1, [50, 10], progress=False,
+                      samplers=["ddpm", "ddim"], overrides=fast, save_dir=tmp_path / "models")
+    b = run_seq_bench(str(folder), ["dreamrec"], 1, [50, 10], progress=False, samplers=["ddpm", "ddim"],
+                      overrides=fast, first_seed=1)
+    assert set(a["models"]["dreamrec"]["variants"]) == {"ddpm@50", "ddpm@10", "ddim@50", "ddim@10"}
+    assert (tmp_path / "models" / "dreamrec-seed0" / "model.safetensors").exists()
+    merged = merge_results([a, b])
+    assert [r["seed"] for r in merged["models"]["dreamrec"]["runs"]] == [0, 1]
+    assert merged["models"]["dreamrec"]["variants"]["ddim@10"]["infer_ms_per_1k"]["n"] == 2
+    json.dumps(merged)
+    table = format_table(merged)
+    assert "ddim@10" in table and "seq-mostpop" in table
+    with pytest.raises(InputError):
+        run_seq_bench(str(folder), ["nope"], 1, None, progress=False)
