@@ -127,13 +127,16 @@ def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, ud
     ban = "".join(
         f'<figure><img src="{e(_rel(udir / "banner" / (c.creative_id + ".png"), root))}" style="max-width:100%">'
         f"<figcaption>{c.width}x{c.height} {e(_fmt_scores(c.scores))}</figcaption></figure>" for c in banner.creatives)
-    retrieved = ", ".join(f"{c.extra.get('category')} &rarr; {e(str(c.extra.get('retrieved_item')))}" for c in outfit.creatives)
+    pieces = "".join(
+        f'<figure><img src="{e(_rel(udir / "outfit" / (c.creative_id + ".png"), root))}" height="96">'
+        f"<figcaption>generated {e(str(c.extra.get('category')))}<br>&rarr; buy {e(str(c.extra.get('retrieved_item')))}"
+        f"</figcaption></figure>" for c in outfit.creatives)
     return (f"<section><h2>Shopper {e(user)}</h2>"
             f"<p><b>True taste</b> (demo ground truth): {e(truth_txt)}<br><b>Recommender condition</b>: {e(cond_txt)}</p>"
             f"<h3>Recent history</h3>{imgs(hist_imgs)}<h3>Recommended</h3>{imgs(rec_imgs)}"
             f"<h3>Personalized product images (ranked)</h3><div class=row>{prod}</div>"
             f"<h3>Banners</h3>{ban}<h3>Completed outfit</h3>"
-            f'<img src="{e(_rel(udir / "outfit.png", root))}" height="160"><p>Retrieved to buy: {retrieved}</p></section>')
+            f'<img src="{e(_rel(udir / "outfit.png", root))}" height="160"><div class=row>{pieces}</div></section>')
 
 
 def _page(sections: list[str], summary: dict) -> str:

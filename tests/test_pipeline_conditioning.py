@@ -22,7 +22,7 @@ def test_keyword_prompts():
     from pipelines.conditioning import keyword_prompt
 
     assert keyword_prompt(cond()) == "a formal navy striped shirt"  # the demo caption grammar
-    assert keyword_prompt(cond(), category="shoes") == "a formal navy striped shoes"
+    assert keyword_prompt(cond(), category="shoes") == "formal navy striped shoes"  # plural: no article
     # backgrounds: the product's words, a scene from the shopper's favourite style
     assert keyword_prompt(cond(), "background", color="red", pattern="solid") == "a formal red solid shirt on a marble table"
     assert keyword_prompt(PreferenceCondition("u"), "background_plain") == "a product in a studio"

@@ -40,7 +40,7 @@ def test_shapes_prompt_and_records(parts, condition):
     assert len(out.images) == len(out.creatives) == 3
     assert all(im.size == (64, 64) and im.mode == "RGB" for im in out.images)
     c = out.creatives[0]
-    assert c.prompt == "a formal red striped shoes"  # the user's keywords, the requested category
+    assert c.prompt == "formal red striped shoes"  # the user's keywords, the requested category
     assert c.pipeline == "product" and c.steps == STEPS and (c.width, c.height) == (64, 64)
     assert sorted(x.seed for x in out.creatives) == [5, 6, 7]
     assert c.condition["user_id"] == "u7" and c.negative_prompt

@@ -208,11 +208,27 @@ def test_cli_errors_are_one_line(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_demo_writes_contact_sheets(tmp_path, capsys):
+def test_demo_main_job_writes_page_images_and_records(tmp_path, capsys):
+    """`atelier demo` on the shipped models: a page, contact sheets, a manifest and a summary for each shopper."""
+    import json
+
     from app.commands.demo import demo
 
-    out = demo(out=tmp_path / "demo")
-    assert str(out.resolve()) in capsys.readouterr().out
-    for name, min_size in (("catalog.png", (1000, 1000)), ("users.png", (1000, 400))):
+    page = demo(out=tmp_path / "demo", users=1, candidates=2, steps=2, seed=0, recommender="ease", model="demo")
+    out = page.parent
+    assert str(page.resolve()) in capsys.readouterr().out
+    for name, min_size in (("catalog.png", (1000, 1000)), ("users.png", (1000, 200))):
         with Image.open(out / name) as im:
             assert im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+    html = page.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    (user,) = summary["users"]
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    pipelines = sorted({r["pipeline"] for r in records})
+    assert pipelines == ["banner", "outfit", "product"]
+    assert sorted({f"{r['width']}x{r['height']}" for r in records if r["pipeline"] == "banner"}) == ["300x250", "728x90"]
+    for r in records:  # every record's image exists and is referenced by the page
+        png = next(out.rglob(r["creative_id"] + ".png"))
+        assert png.stat().st_size > 0 and r["creative_id"] in html
+    for src in __import__("re").findall(r'src="([^"]+)"', html):
+        assert (out / src).is_file(), src  # no broken images on the page

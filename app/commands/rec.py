@@ -148,7 +148,7 @@ def bench(
                 raise InputError(f"--sampling-steps expects integers like 1000,50,20, got {sampling_steps!r}") from None
         names = [m.strip() for m in models.split(",") if m.strip()]
         if models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":  # the CF default: use the seq default
-            names = ["mostpop", "sasrec", "dreamrec"]
+            names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial)
         table = seq_bench.format_table(result)
