@@ -57,15 +57,38 @@ for module, attr, name, help_text in COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user mistakes become one `error:` line and exit code 2, never a traceback."""
+    """Entry point: user mistakes become one `error:` line and exit code 2, never a traceback.
+
+    Usage errors (unknown options, out-of-range values) are caught too, so a bad flag gives one
+    line naming the command and the problem instead of a framed help box.
+    """
+    from typer._click import exceptions as click_exc  # typer bundles its own click
+
     try:
-        app(args=argv, prog_name="atelier")
+        rv = app(args=argv, prog_name="atelier", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except click_exc.UsageError as e:
+        message = " ".join(e.format_message().split())
+        if not message:  # `no_args_is_help` shows the help and raises without a message
+            sys.exit(e.exit_code)
+        where = f"atelier {e.ctx.command_path.split(' ', 1)[1]}: " if e.ctx and " " in e.ctx.command_path else ""
+        print(f"error: {where}{message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(getattr(e, "exit_code", 0))
+    except click_exc.ClickException as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":

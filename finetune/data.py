@@ -11,6 +11,7 @@ from typing import Sequence, Union
 
 from recommenders.errors import InputError
 from recommenders.io import read_jsonl
+from recommenders.validate import check_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ImageLike = Union[Path, "PIL.Image.Image"]  # noqa: F821 (PIL is imported lazily)
@@ -49,11 +50,13 @@ def load_caption_folder(folder: str | Path) -> list[CaptionedImage]:
             path = folder / name
             if not path.is_file():
                 raise InputError(f"image not found: {name}", meta, line)
+            check_image_file(path)  # header only: bombs and non-images fail before any model loads
             out.append(CaptionedImage(path, text.strip()))
     else:
         images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         out = []
         for path in images:
+            check_image_file(path)
             txt = path.with_suffix(".txt")
             if not txt.is_file():
                 raise InputError(f"image {path.name} has no caption file {txt.name} (or give a metadata.jsonl)", folder)
@@ -131,7 +134,7 @@ def open_rgb(image: ImageLike):
             with Image.open(image) as im:
                 im.load()
                 img = im.copy()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"cannot read image ({e})", image) from None
     else:
         img = image

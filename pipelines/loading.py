@@ -62,19 +62,21 @@ def resolve(spec: str | Path, default: str = "demo") -> tuple[str, bool]:
     raise InputError("model folder not found", spec)
 
 
-def _weights_check(folder: Path, what: str) -> None:
-    """Refuse folders whose weights exist only as pickles (loading a pickle can run code)."""
+def _weights_check(folder: Path, what: str, allow_unsafe: bool = False) -> None:
+    """Refuse folders whose weights exist only as pickles (loading a pickle can run code), unless allowed."""
     files = [p for p in folder.rglob("*") if p.is_file()]
     if any(p.suffix == ".safetensors" for p in files):
         return
     pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    if pickles and allow_unsafe:
+        return  # the user passed --allow-unsafe-weights
     if pickles:
         raise InputError(f"{what} has only pickle weights ({pickles[0].name}); refusing to load them because a "
                          "pickle can run arbitrary code. Convert them to safetensors first", folder)
     raise InputError(f"{what} has no weights (*.safetensors)", folder)
 
 
-def check_pipeline_folder(folder: str | Path) -> dict:
+def check_pipeline_folder(folder: str | Path, allow_unsafe: bool = False) -> dict:
     """Validate a local diffusers pipeline folder and return its model_index.json."""
     folder = Path(folder)
     if folder.is_file():
@@ -100,12 +102,12 @@ def check_pipeline_folder(folder: str | Path) -> dict:
         if part in meta and not (folder / part).is_dir():
             raise InputError(f"pipeline folder is missing its {part}/ subfolder", folder)
     for part in ("unet", "vae"):
-        _weights_check(folder / part, f"{part}/")
+        _weights_check(folder / part, f"{part}/", allow_unsafe)
     return meta
 
 
 def load_sd_pipeline(spec: str | Path = "demo", device: str | None = None, dtype: str | None = None,
-                     cache: bool = True):
+                     cache: bool = True, allow_unsafe: bool = False):
     """A diffusers text-to-image pipeline (SD 1.x/2.x, or SDXL) on `device`, safety checker off for the demo."""
     source, local = resolve(spec)
     dev = pick_device(device)
@@ -113,11 +115,11 @@ def load_sd_pipeline(spec: str | Path = "demo", device: str | None = None, dtype
     key = ("sd", source, str(dev), str(torch_dtype))
     if cache and key in _CACHE:
         return _CACHE[key]
-    meta = check_pipeline_folder(source) if local else {}
+    meta = check_pipeline_folder(source, allow_unsafe) if local else {}
     import diffusers  # after the checks: a wrong path is reported without loading diffusers
 
     cls = getattr(diffusers, meta["_class_name"]) if local else diffusers.DiffusionPipeline
-    kwargs = {"dtype": torch_dtype, "use_safetensors": True}
+    kwargs = {"dtype": torch_dtype, "use_safetensors": None if allow_unsafe else True}
     if local and "safety_checker" in meta and meta["safety_checker"][0] is None:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:

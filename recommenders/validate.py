@@ -12,14 +12,8 @@ MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_PROMPT_CHARS = 1000
 
 
-def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
-    """Open a user's image safely and return it as RGBA (8 bits per channel, first frame).
-
-    Refuses empty files, non-images, truncated files, oversized images (decompression bombs)
-    and animations; converts grayscale, palette, CMYK and 16-bit images.
-    """
-    from PIL import Image, UnidentifiedImageError
-
+def _check_file(path: str | Path) -> Path:
+    """The file exists and its size is within bounds (checked before PIL reads a byte)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("image not found", path)
@@ -28,6 +22,18 @@ def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
         raise InputError("image file is empty (0 bytes)", path)
     if size > MAX_IMAGE_BYTES:
         raise InputError(f"image file is {size / 2**20:.0f} MB; the limit is {MAX_IMAGE_BYTES // 2**20} MB", path)
+    return path
+
+
+def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
+    """Open a user's image safely and return it as RGBA (8 bits per channel, first frame).
+
+    Refuses empty files, non-images, truncated files, oversized images (decompression bombs)
+    and animations; converts grayscale, palette, CMYK and 16-bit images.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = _check_file(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -92,3 +98,41 @@ def safe_output_path(root: str | Path, relative: str | Path) -> Path:
     if out != root and root not in out.parents:
         raise InputError(f"output path {str(relative)!r} escapes the output folder {root}")
     return out
+
+
+def check_product_image(path: str | Path, mask: str | Path | None = None, *, need_alpha: bool = True):
+    """Check a product picture (and its mask) before any model loads; return it as RGBA.
+
+    Products are cut out by their alpha channel or by a mask (white = product), so one of the two
+    must exist and agree in size; everything `load_user_image` refuses is refused here too.
+    """
+    image = load_user_image(path)
+    if mask is not None:
+        m = load_user_image(mask)
+        if m.size != image.size:
+            raise InputError(f"mask is {m.size[0]}x{m.size[1]} but the product image is "
+                             f"{image.size[0]}x{image.size[1]}", mask)
+    elif need_alpha and image.getchannel("A").getextrema()[0] == 255:
+        raise InputError("the product image has no transparent background (no alpha); give a PNG with alpha, "
+                         "or a mask (white = product)", path)
+    return image
+
+
+def check_image_file(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """Cheap check from the header only (no decoding), for folders of many images: exists, not empty,
+    an image PIL can identify, and not a decompression bomb. Returns (width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = _check_file(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except UnidentifiedImageError:
+        raise InputError("not an image file PIL can read (is the extension lying?)", path) from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image too large ({e})", path) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"image is damaged or truncated ({e})", path) from None
+    if w * h > max_pixels:
+        raise InputError(f"image is {w}x{h} pixels; the limit is {max_pixels} pixels (possible decompression bomb)", path)
+    return w, h

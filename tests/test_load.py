@@ -72,3 +72,57 @@ def test_http_vote_endpoint_under_concurrent_clients(lt, tmp_path):
     lt.print_report(report)
     assert report["url"].startswith("http://127.0.0.1:")
     _assert_exact(report)
+
+
+# --- UI queue: sessions are served in order, and one session's cancel leaves the others alone -----------
+def test_ui_generation_queue_is_fifo_and_cancel_is_per_session(lt, tmp_path, monkeypatch):
+    """Three browser sessions ask for images; the second cancels while queued. The first and third
+    still get their images, in the order they asked, and the cancelled job never runs."""
+    import threading
+    import time
+
+    from gradio_client import Client
+    from gradio_client.utils import Status
+    from PIL import Image
+
+    from app.ui import engine
+    from app.ui.workspace import Unavailable
+    from recommenders.creative import Creative
+
+    runs: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+
+    def slow_product_images(ws, condition, out_dir, *, category, n_candidates, seed):
+        """A stand-in for the diffusion pipeline: takes a while, writes one image, records who ran when."""
+        t0 = time.time()
+        time.sleep(1.5)
+        Image.new("RGB", (8, 8), (seed % 256, 0, 0)).save(out_dir / "c.png")
+        with lock:
+            runs.append((out_dir.parent.name, seed, t0))
+        return [Creative("c", "product", "fake", "p", seed, 1, 1.0, 8, 8, image_path="c.png")]
+
+    monkeypatch.setattr(engine, "product_images", slow_product_images)
+    app = lt.build_server_app(tmp_path / "ui", tmp_path / "ab.sqlite")
+    ws = app.state.workspace
+    try:
+        user = sorted(ws.shop().users)[0]
+        ws.recommender("ease")  # fit once now, so the jobs below only wait for each other
+    except Unavailable as e:
+        pytest.skip(str(e))
+    with lt.LoopbackServer(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}/"
+        clients = [Client(url, verbose=False, download_files=False) for _ in range(3)]
+        jobs = []
+        for k, c in enumerate(clients):  # seeds 10, 11, 12 tell the sessions apart
+            jobs.append(c.submit(user, None, "ease", "any", 10 + k, 1, api_name="/shopper_generate"))
+            time.sleep(0.3)
+        deadline = time.time() + 60
+        while jobs[1].status().code != Status.IN_QUEUE and time.time() < deadline:
+            time.sleep(0.05)  # cancel it while it waits behind the first job (what the Cancel button does)
+        assert jobs[1].status().code == Status.IN_QUEUE
+        jobs[1].cancel()
+        first, third = jobs[0].result(timeout=120), jobs[2].result(timeout=120)
+    assert str(first[0]).startswith("Made 1 image") and str(third[0]).startswith("Made 1 image")
+    seeds = [s for _, s, _ in runs]
+    assert seeds == [10, 12], f"ran {seeds}: the cancelled job ran, or the order was not first come, first served"
+    assert len({sid for sid, _, _ in runs}) == 2  # each session wrote into its own folder

@@ -41,14 +41,24 @@ def write_campaign(folder: Path, sd: Path, seeds: list[int]) -> Path:
     return path
 
 
-def pngs(folder: Path) -> dict[str, str]:
-    """relative path -> sha256 of every PNG a run wrote (the contact sheet's thumbnails included)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.png"))}
+def pngs(folder: Path) -> dict[tuple, str]:
+    """(format, audience, product, width, height, seed) -> sha256 of the PNG the manifest records for it."""
+    out = {}
+    for r in (json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines() if x.strip()):
+        e = r["extra"]
+        key = (e["format"], e["audience"], e["product"], r["width"], r["height"], r["seed"])
+        assert key not in out, f"two creatives for {key}"
+        out[key] = hashlib.sha256((folder / r["image_path"]).read_bytes()).hexdigest()
+    return out
 
 
 def records(folder: Path) -> list[dict]:
+    """Manifest records without what may differ between runs (time written; job-id hash and paths, which
+    name the code version's job identity rather than the pixels)."""
     rows = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines() if x.strip()]
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
+    drop = VOLATILE | {"creative_id", "image_path"}
+    return [{k: ({kk: vv for kk, vv in v.items() if kk != "job_id"} if k == "extra" else v)
+             for k, v in r.items() if k not in drop} for r in rows]
 
 
 def run_in_process(campaign: Path, root: Path) -> Path:
@@ -64,9 +74,9 @@ def test_same_seeds_same_bytes(tmp_path, tiny_sd):
     campaign = write_campaign(tmp_path, tiny_sd, [3, 4])
     a = run_in_process(campaign, tmp_path / "a")
     b = run_in_process(campaign, tmp_path / "b")
-    images_a = {k: v for k, v in pngs(a).items() if k.startswith("images/")}
+    images_a = pngs(a)
     assert len(images_a) == 4  # 1 user x 1 product x (product + banner) x 2 seeds
-    assert pngs(a) == pngs(b)
+    assert images_a == pngs(b)
     assert records(a) == records(b)
     assert len(set(images_a.values())) == 4  # the other seed (and format) really gives other bytes
 

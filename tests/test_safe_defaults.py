@@ -112,9 +112,9 @@ def test_cli_refuses_pickle_lora_and_accepts_the_opt_in(tmp_path, monkeypatch):
         return info.value.code, err.getvalue()
 
     code, err = run(base)
-    assert code == 2 and "pickle" in err and "--allow-unsafe-weights" in err
+    assert code == 2 and "refusing to load a pickle" in err and "--allow-unsafe-weights" in err
     code, err = run(base + ["--allow-unsafe-weights"])
-    assert code == 2 and "pickle" not in err  # refused later for the missing model, not for the pickle
+    assert code == 2 and "model folder not found" in err  # refused later for the missing model, not the pickle
 
 
 # --- the server ---------------------------------------------------------------------------------

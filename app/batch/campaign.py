@@ -23,6 +23,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
                       model_validator)
 
 from recommenders.errors import InputError
+from recommenders.validate import check_prompt
 
 MAX_CAMPAIGN_BYTES = 1_000_000
 SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
@@ -144,6 +145,12 @@ class BannerFormat(_Strict):
     headline: str | None = Field(None, max_length=120)
     cta: str | None = Field(None, max_length=40)
 
+    @field_validator("headline", "cta")
+    @classmethod
+    def _text(cls, v: str | None, info) -> str | None:
+        # control characters (terminal escapes) and blank text given on purpose: refused like any prompt
+        return None if v is None else check_prompt(v, what=info.field_name, max_chars=120)
+
 
 class OutfitFormat(_Strict):
     """A completed outfit around the product (generated pieces + nearest catalog items)."""
@@ -184,6 +191,11 @@ class ModelSpec(_Strict):
     steps: int = Field(20, ge=1, le=1000)
     guidance: float = Field(5.0, ge=0.0, le=50.0)
     negative_prompt: str = Field("", max_length=2000)
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative(cls, v: str) -> str:
+        return check_prompt(v, what="negative_prompt", allow_empty=True, max_chars=2000)
 
 
 class Campaign(_Strict):

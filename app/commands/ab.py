@@ -60,7 +60,10 @@ def add(
 ) -> None:
     """Add one creative, or all creatives of a batch manifest, to an experiment."""
     from recommenders.errors import InputError
+    from recommenders.validate import check_prompt
 
+    if prompt is not None:
+        prompt = check_prompt(prompt, what="--prompt", allow_empty=True)
     store = _store(db)
     added: list[str] = []
     if manifest is not None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from recommenders.errors import InputError
+from recommenders.validate import check_prompt
 
 app = typer.Typer(help="Generate personalized product images, backgrounds, banners and outfits.",
                   no_args_is_help=True)
@@ -40,6 +41,8 @@ Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.")]
+AllowUnsafe = Annotated[bool, typer.Option("--allow-unsafe-weights", help="Also load pickle weights (.bin/.pt/.ckpt) "
+                                           "you trust; unpickling them can run arbitrary code.")]
 
 
 @dataclass
@@ -102,7 +105,7 @@ def load_scorer(spec: str = "demo", device: str | None = None):
 
 
 def load_context(*, user, condition_file, shop, recommender, model, lora, lora_scale, adapter, ip_adapter,
-                 device, dtype, score, reward=None, scorer="demo") -> Context:
+                 device, dtype, score, reward=None, scorer="demo", allow_unsafe=False) -> Context:
     """Resolve the condition, then load each model once for this process."""
     from pipelines.conditioning import PreferenceAdapter, load_ip_adapter
     from pipelines.device import set_threads
@@ -113,7 +116,8 @@ def load_context(*, user, condition_file, shop, recommender, model, lora, lora_s
         raise InputError("give exactly one of --user or --condition")
     data = load_shop_data(shop, recommender)
     condition = user_condition(data, user) if user is not None else read_condition(condition_file)
-    sd = load_sd_pipeline(model, device=device, dtype=dtype, cache=lora is None and ip_adapter is None)
+    sd = load_sd_pipeline(model, device=device, dtype=dtype, cache=lora is None and ip_adapter is None,
+                          allow_unsafe=allow_unsafe)
     lora_record = []
     if lora is not None:
         if not lora.exists():
@@ -164,6 +168,21 @@ def _items(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def preflight(*, weights=(), allow_unsafe: bool = False, image: Optional[Path] = None, mask: Optional[Path] = None,
+              need_alpha: bool = True) -> None:
+    """Check the user's files before any model loads: no pickle weights, readable and safe product pictures."""
+    from recommenders.io import check_not_pickle
+    from recommenders.validate import check_product_image
+
+    for path in weights:
+        if path is not None:
+            check_not_pickle(path, allow_unsafe)
+    if mask is not None and image is None:
+        raise InputError("--mask goes with --image")
+    if image is not None:
+        check_product_image(image, mask, need_alpha=need_alpha)
+
+
 # -- commands ----------------------------------------------------------------------------------
 @app.command("product")
 def product(
@@ -178,15 +197,17 @@ def product(
     device: Device = None,
     dtype: Dtype = None, seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 4,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Personalized images of a category or a given product, ranked for the user."""
     from pipelines.product import ProductPipeline
 
     if category is None and item is None:
         raise InputError("give --category or --item")
+    preflight(weights=(lora, ip_adapter), allow_unsafe=allow_unsafe_weights)
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter, device=device,
-                       dtype=dtype, score=score, reward=reward)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
     if category is not None and category not in ctx.catalog.categories():
         raise InputError(f"unknown category {category!r} (the catalog has {', '.join(ctx.catalog.categories())})")
     output = ProductPipeline(ctx.sd, **ctx.common())(
@@ -209,6 +230,7 @@ def background(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 2,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """A new scene around a product; the product's own pixels stay exactly as given."""
     from pipelines.background import BackgroundPipeline
@@ -216,9 +238,10 @@ def background(
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
+    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, mask=mask)
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
     cn_spec = controlnet or ("demo-controlnet" if model == "demo" and mode != "inpaint" else None)
     cn = load_controlnet(cn_spec, device=device, dtype=dtype) if cn_spec else None
     output = BackgroundPipeline(ctx.sd, controlnet=cn, controlnet_path=cn_spec, **ctx.common())(
@@ -241,6 +264,7 @@ def banner(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Ad banners at standard sizes with readable (WCAG AA) text that stays on the canvas."""
     from pipelines.banner import BannerPipeline
@@ -248,9 +272,13 @@ def banner(
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
+    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, need_alpha=False)
+    if headline is not None:
+        headline = check_prompt(headline, what="--headline", max_chars=120)
+    cta = check_prompt(cta, what="--cta", max_chars=40)
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
     output = BannerPipeline(ctx.sd, **ctx.common())(
         ctx.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
         sizes=size or list(BANNER_SIZES), num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
@@ -268,6 +296,7 @@ def outfit(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from pipelines.outfit import OutfitPipeline, outfit_board
@@ -276,9 +305,10 @@ def outfit(
     present = _items(items)
     if not present:
         raise InputError("give the outfit's present items with --items ID[,ID...]")
+    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights)
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
     output = OutfitPipeline(ctx.sd, **ctx.common())(
         ctx.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)

@@ -117,7 +117,11 @@ def gray_png() -> bytes:
 def animated_gif() -> bytes:
     from PIL import Image
 
-    frames = [Image.new("P", (64, 64), k) for k in (1, 2, 3)]
+    frames = []
+    for k in range(3):  # a square that moves: frames that really differ, so none is merged away
+        im = Image.new("RGB", (64, 64), (255, 255, 255))
+        im.paste((200, 30, 40), (8 + 16 * k, 16, 24 + 16 * k, 48))
+        frames.append(im)
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     return buf.getvalue()
@@ -293,6 +297,13 @@ CASES: list[Case] = [
     Case("image-mask-size-mismatch", "image", _gen("background", "--image", "{in}/p.png", "--mask", "{in}/m.png"),
          _all(COND, _lazy("p.png", product_png), _lazy("m.png", small_mask_png)), "mask"),
     Case("image-missing", "image", _gen("banner", "--image", "{in}/nowhere.png"), COND, "not found"),
+    # LoRA training data, through `atelier finetune lora`: checked before any model loads
+    Case("lora-caption-bomb", "image", ("finetune", "lora", "{in}/data", "--base-model", "{in}/no-model", "--out", "{out}/lora"),
+         _all(_bytes("data/b.png", bomb_png(100_000, 100_000)), _text("data/b.txt", "a bag")), "b.png"),
+    Case("lora-caption-not-an-image", "image", ("finetune", "lora", "{in}/data", "--base-model", "{in}/no-model", "--out", "{out}/lora"),
+         _all(_text("data/x.png", "not a picture"), _text("data/x.txt", "a shirt")), "x.png"),
+    Case("lora-caption-zero-bytes", "image", ("finetune", "lora", "{in}/data", "--base-model", "{in}/no-model", "--out", "{out}/lora"),
+         _all(_bytes("data/z.png", b""), _text("data/z.txt", "a hat")), "empty"),
     # model paths, through `atelier demo-model eval --model` and `generate --lora`
     Case("model-missing-folder", "model", ("demo-model", "eval", "--model", "{in}/no-such-model", "--n", "1"), _all(), "not found"),
     Case("model-controlnet-as-pipeline", "model", ("demo-model", "eval", "--model", "{in}/cn", "--n", "1"),
@@ -304,6 +315,8 @@ CASES: list[Case] = [
          _bytes("sd.ckpt", b"\x80\x04 pickle"), "sd.ckpt"),
     Case("model-index-bad-json", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
          _text("m/model_index.json", '{"_class_name": '), "model_index.json"),
+    Case("model-lora-base-pickle", "model", ("finetune", "lora", "{in}/data", "--base-model", "{in}/pk", "--out", "{out}/lora"),
+         _all(_pickle_folder("pk"), _lazy("data/p.png", product_png), _text("data/p.txt", "a red square")), "pickle"),
     Case("model-lora-pickle", "model", _gen("product", "--category", "shirt", "--lora", "{in}/lora.bin"),
          _all(COND, _bytes("lora.bin", b"\x80\x04 pickle")), "pickle"),
     # the A/B store
