@@ -15,6 +15,18 @@ from .common import image_grid, set_seed, shop_images, to_tensor, to_uint8
 from .configs import DEFAULT_SETTINGS, VAE_CONFIG
 
 
+
+def _reconstruction_validator(vae, val, loop, n_val: int):
+    """Validation shared by the VAE stages: a grid of inputs over reconstructions, and their L1."""
+
+    def validate(step: int) -> dict:
+        rec = vae.decode(vae.encode(val.to(loop.device)).latent_dist.mean).sample.cpu()
+        image_grid(torch.cat([to_uint8_t(val), to_uint8_t(rec)]).numpy(), cols=n_val).save(
+            loop.out_dir / f"val-{step:06d}.png")
+        return {"val_l1": round(float((rec - val).abs().mean()), 5)}
+
+    return validate
+
 def train_vae(out_dir: str | Path, *, steps: int | None = None, seed: int = 0, resume: str | None = None,
               device: str | None = None, progress: bool = True) -> dict:
     """Train the VAE into `OUT/vae/` (diffusers folder) and return its metrics."""
@@ -50,13 +62,7 @@ def train_vae(out_dir: str | Path, *, steps: int | None = None, seed: int = 0, r
         kl = post.kl().mean() / x[0].numel()
         return l1 + cfg.extra["kl_weight"] * kl, {"l1": f"{l1.item():.4f}"}
 
-    def validate(step: int) -> dict:
-        rec = vae.decode(vae.encode(val.to(loop.device)).latent_dist.mean).sample.cpu()
-        image_grid(torch.cat([to_uint8_t(val), to_uint8_t(rec)]).numpy(), cols=n_val).save(
-            loop.out_dir / f"val-{step:06d}.png")
-        return {"val_l1": round(float((rec - val).abs().mean()), 5)}
-
-    result = loop.run(step_fn, validate=validate, resume=resume)
+    result = loop.run(step_fn, validate=_reconstruction_validator(vae, val, loop, n_val), resume=resume)
     raw = loop.accelerator.unwrap_model(vae).eval()
     with torch.no_grad():  # SD convention: latents * scaling_factor have unit std
         zs = torch.cat([raw.encode(images[i : i + 256].to(loop.device)).latent_dist.mean.cpu()
@@ -111,13 +117,7 @@ def train_decoder(out_dir: str | Path, *, steps: int | None = None, seed: int = 
         color = (F.avg_pool2d(rec, 4) - F.avg_pool2d(x, 4)).abs().mean()
         return l1 + cfg.extra["color_weight"] * color, {"l1": f"{l1.item():.4f}"}
 
-    def validate(step: int) -> dict:
-        rec = vae.decode(vae.encode(val.to(loop.device)).latent_dist.mean).sample.cpu()
-        image_grid(torch.cat([to_uint8_t(val), to_uint8_t(rec)]).numpy(), cols=n_val).save(
-            loop.out_dir / f"val-{step:06d}.png")
-        return {"val_l1": round(float((rec - val).abs().mean()), 5)}
-
-    result = loop.run(step_fn, validate=validate, resume=resume)
+    result = loop.run(step_fn, validate=_reconstruction_validator(vae, val, loop, n_val), resume=resume)
     raw = loop.accelerator.unwrap_model(vae).eval()
     raw.save_pretrained(out_dir / "vae")
     return {"stage": "decoder", **result.to_dict()}
