@@ -232,12 +232,39 @@ class UserConditions:
             raise InputError(f"user {user_id!r} has an empty history")
         return self.item_emb[[self.catalog.index_of(i) for i in history]].mean(0)
 
-    def embeddings(self, user_ids: Sequence[str], kind: str = "condition"):
-        """(N, D) float32 user vectors: the recommender's condition embedding, or the history `profile`."""
+    @property
+    def taste_layout(self) -> list[list[str]]:
+        """[kind, value] of each entry of the vectors `tastes` returns."""
+        from recommenders.taste import attribute_table
+
+        _, vocab, _ = attribute_table(self.catalog, self.item_ids)
+        return [[kind, v] for kind, values in vocab.items() for v in values]
+
+    def tastes(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]] | None = None):
+        """(N, D) float32 attribute-taste vectors, log(K w) per kind and value, from the choice model of
+        `recommenders.taste` fitted to each time-ordered history (default: the logged one)."""
         import numpy as np
 
-        if kind not in ("condition", "profile"):
-            raise InputError(f"user embedding must be 'condition' or 'profile', not {kind!r}")
+        from recommenders.condition import TASTE_FIT
+        from recommenders.taste import attribute_table, fit_attribute_taste
+
+        histories = [self.history(u) for u in user_ids] if histories is None else histories
+        _, vocab, _ = attribute_table(self.catalog, self.item_ids)
+        estimates = fit_attribute_taste(histories, self.catalog, item_ids=self.item_ids, **TASTE_FIT)
+        return np.stack([e.vector(vocab) for e in estimates]) if estimates else np.zeros((0, 0), np.float32)
+
+    def embeddings(self, user_ids: Sequence[str], kind: str = "condition"):
+        """(N, D) float32 user vectors: the recommender's condition embedding, the history `profile`, or
+        the attribute `taste` (choice model over the history)."""
+        import numpy as np
+
+        if kind not in ("condition", "profile", "taste"):
+            raise InputError(f"user embedding must be 'condition', 'profile' or 'taste', not {kind!r}")
+        if kind == "taste":
+            unique = list(dict.fromkeys(user_ids))
+            vectors = self.tastes(unique)
+            row = {u: r for r, u in enumerate(unique)}
+            return vectors[[row[u] for u in user_ids]]
         cache: dict[str, object] = {}
         out = np.zeros((len(user_ids), self.dim), np.float32)
         for r, u in enumerate(user_ids):

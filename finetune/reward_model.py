@@ -42,7 +42,10 @@ class RewardModelConfig:
     probes: list[list[str]] = field(default_factory=list)  # [kind, word] pairs; their text embeddings are weights
     probe_scale: float = 50.0  # softmax temperature of the probe similarities (CLIP's logit scale is ~100)
     user_source: str = "ease"  # the recommender whose user embeddings it reads
-    user_embedding: str = "condition"  # "condition" (recommender) or "profile" (history mean)
+    user_embedding: str = "condition"  # "condition" (recommender), "profile" (history mean) or "taste"
+    # [kind, value] of each entry of a "taste" user vector (log(K w) per value): entries that are also probe
+    # words get an explicit affinity term, sum over kinds of a_kind * <P(value | image), taste(value)>
+    user_layout: list[list[str]] = field(default_factory=list)
 
 
 class RewardModel(nn.Module):
@@ -56,22 +59,33 @@ class RewardModel(nn.Module):
         self.config = c = config
         # text embeddings of the probe words (filled by `set_probes`, saved with the weights)
         self.register_buffer("probe_text", torch.zeros(len(c.probes), c.image_dim))
+        self.register_buffer("probe_bias", torch.zeros(len(c.probes)))
         kinds = sorted({k for k, _ in c.probes})
         self._probe_groups = [[i for i, (k, _) in enumerate(c.probes) if k == kind] for kind in kinds]
         self.image_proj = nn.Linear(c.image_dim + len(c.probes), c.hidden_dim)
         self.user_proj = nn.Linear(c.user_dim, c.hidden_dim)
         self.format_emb = nn.Embedding(len(c.formats), c.hidden_dim)
         self.head = nn.Sequential(nn.Linear(4 * c.hidden_dim, c.hidden_dim), nn.GELU(), nn.Linear(c.hidden_dim, 1))
+        # The affinity term (a factorization-machine-style match of image attributes and user taste).
+        probe_at = {tuple(w): i for i, w in enumerate(c.probes)}
+        pairs = [(probe_at[tuple(w)], j) for j, w in enumerate(c.user_layout) if tuple(w) in probe_at]
+        self.register_buffer("aff_probe", torch.tensor([p for p, _ in pairs], dtype=torch.long))
+        self.register_buffer("aff_user", torch.tensor([u for _, u in pairs], dtype=torch.long))
+        self.register_buffer("aff_kind", torch.tensor([kinds.index(c.probes[p][0]) for p, _ in pairs], dtype=torch.long))
+        self.aff_scale = nn.Parameter(torch.zeros(len(kinds) if pairs else 0))
 
-    def set_probes(self, text_embeddings: torch.Tensor) -> None:
-        """Store the probe words' text embeddings (rows in `config.probes` order)."""
+    def set_probes(self, text_embeddings: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Store the probe words' weights (rows in `config.probes` order): text embeddings for zero-shot
+        probes, or the weights and `bias` of per-kind classifiers fitted on the catalog (`catalog_probes`)."""
         self.probe_text.copy_(torch.as_tensor(text_embeddings, dtype=torch.float32))
+        if bias is not None:
+            self.probe_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """The image embedding followed by per-kind softmax probabilities of the probe words."""
         if not self.config.probes:
             return image
-        sims = image @ self.probe_text.T * self.config.probe_scale
+        sims = image @ self.probe_text.T * self.config.probe_scale + self.probe_bias
         probs = torch.zeros_like(sims)
         for group in self._probe_groups:
             probs[:, group] = torch.softmax(sims[:, group], dim=-1)
@@ -79,19 +93,42 @@ class RewardModel(nn.Module):
 
     def forward(self, image: torch.Tensor, user: torch.Tensor, fmt: torch.Tensor) -> torch.Tensor:
         """Logits (N,) for image (N, Di), user (N, Du) embeddings and format indices (N,)."""
-        hi, hu = self.image_proj(self.image_features(image)), self.user_proj(user)
-        return self.head(torch.cat([hi * hu, hi, hu, self.format_emb(fmt)], dim=-1)).squeeze(-1)
+        feats = self.image_features(image)
+        hi, hu = self.image_proj(feats), self.user_proj(user)
+        logit = self.head(torch.cat([hi * hu, hi, hu, self.format_emb(fmt)], dim=-1)).squeeze(-1)
+        if len(self.aff_probe):
+            probs = feats[:, self.config.image_dim:]  # the per-kind probe probabilities
+            match = probs[:, self.aff_probe] * user[:, self.aff_user]  # (N, pairs)
+            logit = logit + (match * self.aff_scale[self.aff_kind]).sum(-1)
+        return logit
 
     def format_index(self, fmt: str) -> int:
         if fmt not in self.config.formats:
             raise InputError(f"the reward model knows formats {', '.join(self.config.formats)}, not {fmt!r}")
         return self.config.formats.index(fmt)
 
+    def taste_vector(self, condition) -> np.ndarray:
+        """A condition's attribute weights as this model's taste vector: log(K w) per [kind, value] of
+        `config.user_layout` (the form `finetune.data.UserConditions.tastes` trains it on)."""
+        layout = self.config.user_layout
+        if not layout:
+            raise InputError("this reward model has no taste layout; pass a user vector instead of a condition")
+        sizes = {k: sum(1 for kk, _ in layout if kk == k) for k, _ in layout}
+        out = np.zeros(len(layout), np.float32)
+        for j, (kind, value) in enumerate(layout):
+            weights = condition.attributes.get(kind) or {}
+            total = sum(weights.values())
+            w = weights.get(value, 0.0) / total if total > 0 else 1.0 / sizes[kind]
+            out[j] = np.log(max(sizes[kind] * w, 1e-6))
+        return out
+
     @torch.no_grad()
     def predict(self, image_embeddings, user, format: str = "product") -> np.ndarray:
         """Click probabilities (N,) of N images for one user: a condition, an embedding, or (N, Du) rows."""
         emb = getattr(user, "embedding", user)
-        if emb is not user and self.config.user_embedding != "condition":
+        if emb is not user and self.config.user_embedding == "taste":
+            emb = self.taste_vector(user)
+        elif emb is not user and self.config.user_embedding != "condition":
             raise InputError(f"this reward model reads '{self.config.user_embedding}' user vectors, not a condition's "
                              "embedding; pass the vector (finetune.data.UserConditions.embeddings)")
         if emb is None:
@@ -136,7 +173,11 @@ class RewardModel(nn.Module):
         except TypeError as e:
             raise InputError(f"bad reward model config ({e})", cfg_file) from None
         try:
-            model.load_state_dict(load_safetensors(path / cls.weights_name))
+            state = load_safetensors(path / cls.weights_name)
+            for name in ("probe_bias", "aff_probe", "aff_user", "aff_kind", "aff_scale"):
+                if name not in state and name in model.state_dict():  # saved before the affinity term existed
+                    state[name] = model.state_dict()[name]
+            model.load_state_dict(state)
         except RuntimeError as e:
             raise InputError(f"weights do not match config.json ({str(e).splitlines()[0]})", path) from None
         model.source = str(path)
@@ -221,9 +262,9 @@ def time_split(n_or_ts, test_share: float = 0.2) -> tuple[np.ndarray, np.ndarray
 class RewardTrainConfig:
     """Optimization settings of the reward model."""
 
-    hidden_dim: int = 64
+    hidden_dim: int = 4  # small and decayed: the lowest validation log-loss on the demo shop's logs
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.01
     epochs: int = 150
     batch_size: int = 512
     patience: int = 15  # epochs without a better validation log-loss before stopping
@@ -253,13 +294,53 @@ def attribute_probes(catalog, embed_texts: Callable[[list[str]], object]) -> tup
     return words, np.asarray(_to_numpy(embed_texts([v for _, v in words])), np.float32)
 
 
+def catalog_probes(catalog, embed_images: EmbedImages, *, cs: Sequence[float] = (1.0, 10.0, 100.0),
+                   seed: int = 0) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Probes learned from the catalog: per attribute kind, a multinomial logistic regression from the
+    scorer's image embedding of each catalog image to the item's value ([kind, word] rows, weights, bias).
+
+    The catalog's own labels read attributes far better than zero-shot text probes on a small scorer
+    (demo shop, 5-fold CV: style 0.70 against 0.46 zero-shot). C is picked per kind by 5-fold CV.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    ids = list(catalog.item_ids)
+    emb = item_image_embeddings(catalog, ids, embed_images)
+    x = np.stack([emb[i] for i in ids]).astype(np.float64)
+    words, weights, biases = [], [], []
+    for kind in ["category"] + catalog.attribute_names():
+        rows = [r for r, i in enumerate(ids) if kind == "category" or kind in catalog[i].attributes]
+        y = np.asarray([catalog[ids[r]].category if kind == "category" else catalog[ids[r]].attributes[kind]
+                        for r in rows])
+        values, counts = np.unique(y, return_counts=True)
+        if len(values) < 2:
+            continue  # one value: nothing to tell apart
+        best_c = 10.0
+        if counts.min() >= 5:
+            folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+            score = {c: cross_val_score(LogisticRegression(C=c, max_iter=3000), x[rows], y, cv=folds).mean()
+                     for c in cs}
+            best_c = max(cs, key=lambda c: (score[c], -c))
+        clf = LogisticRegression(C=best_c, max_iter=3000).fit(x[rows], y)
+        coef, icpt = clf.coef_, clf.intercept_
+        if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logits (0, z)
+            coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], icpt])
+        words += [[kind, str(v)] for v in clf.classes_]
+        weights.append(coef)
+        biases.append(icpt)
+    if not words:
+        raise InputError("the catalog has no attribute with two or more values to learn probes from")
+    return words, np.vstack(weights).astype(np.float32), np.concatenate(biases).astype(np.float32)
+
+
 def train_reward_model(train: ImpressionFeatures, cfg: RewardTrainConfig, *, inputs: dict | None = None,
                        probes: tuple[list[list[str]], np.ndarray] | None = None,
                        progress: bool = True) -> tuple[RewardModel, dict]:
     """Fit on the earlier impressions, early-stopping on the latest `valid_share` of them; return model and log.
 
     `inputs` names where the embeddings came from (`scorer`, `user_source`, `user_embedding`) for the config;
-    `probes` (from `attribute_probes`) adds the zero-shot attribute features.
+    `probes` (from `attribute_probes`, or `catalog_probes` with a bias row) adds attribute features.
     """
     from tqdm.auto import tqdm
 
@@ -268,11 +349,12 @@ def train_reward_model(train: ImpressionFeatures, cfg: RewardTrainConfig, *, inp
     torch.manual_seed(cfg.seed)
     fit_idx, val_idx = time_split(train.timestamp, cfg.valid_share)
     fit, val = train.subset(fit_idx), train.subset(val_idx)
-    words, text = probes if probes is not None else ([], None)
+    words, text, bias = (list(probes) + [None])[:3] if probes is not None else ([], None, None)
+    extra = {"probe_scale": 1.0} if bias is not None else {}  # learned probes give logits directly
     model = RewardModel(RewardModelConfig(train.image.shape[1], train.user.shape[1], list(train.formats),
-                                          cfg.hidden_dim, probes=words, **(inputs or {})))
+                                          cfg.hidden_dim, probes=words, **extra, **(inputs or {})))
     if words:
-        model.set_probes(torch.from_numpy(text))
+        model.set_probes(torch.from_numpy(text), None if bias is None else torch.from_numpy(bias))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     x_img, x_user, x_fmt, y = _tensors(fit)
     v_img, v_user, v_fmt, v_y = _tensors(val)

@@ -100,6 +100,40 @@ def test_reward_model_at_chance_on_shuffled_clicks(shop, users):
     assert abs(report["held_out"]["auc"] - 0.5) < 0.05
 
 
+def test_taste_users_and_catalog_probes_give_an_affinity_term(shop, users, tmp_path):
+    """User vectors from the attribute choice model + probes fitted on the catalog's labels."""
+    from finetune.reward_model import (RewardModel, RewardTrainConfig, catalog_probes, fit_and_report,
+                                       impression_features)
+
+    words, weight, bias = catalog_probes(shop.catalog, pixel_embed, cs=(10.0,))
+    kinds = [k for k, _ in words]
+    assert sorted(set(kinds)) == ["category", "color", "pattern", "style"]
+    assert weight.shape == (len(words), 48) and bias.shape == (len(words),)
+    features = impression_features(shop.impressions, shop.catalog, users, pixel_embed, user_embedding="taste")
+    layout = users.taste_layout
+    assert features.user.shape == (len(shop.impressions), len(layout))
+    report = fit_and_report(features, RewardTrainConfig(epochs=15, seed=0), tmp_path / "r", oracle=shop.oracle_ctr,
+                            probes=(words, weight, bias), progress=False,
+                            inputs={"user_embedding": "taste", "user_layout": layout})
+    assert report["held_out"]["auc"] > 0.6, report["held_out"]
+    model = RewardModel.from_pretrained(tmp_path / "r")
+    assert len(model.aff_probe) == len(words)  # every probe word has its taste entry
+    assert model.config.probe_scale == 1.0 and torch.allclose(model.probe_bias, torch.from_numpy(bias))
+    # the learned probes read the catalog's colors from the stand-in embedding (chance: 1 in 12)
+    ids = shop.catalog.item_ids[:120]
+    from finetune.data import open_rgb
+
+    feats = model.image_features(torch.from_numpy(pixel_embed([open_rgb(shop.catalog.image_file(i)) for i in ids])))
+    color_cols = [j for j, (k, _) in enumerate(words) if k == "color"]
+    read = [words[color_cols[int(c)]][1] for c in feats[:, 48:][:, color_cols].argmax(1)]
+    accuracy = np.mean([r == shop.catalog[i].attributes["color"] for r, i in zip(read, ids)])
+    assert accuracy > 0.5, accuracy
+    # a condition is read through its attribute weights, the same layout the model trained on
+    cond = users.condition(users.user_ids[0])
+    emb = features.image[:4]
+    np.testing.assert_allclose(model.predict(emb, cond), model.predict(emb, model.taste_vector(cond)), rtol=1e-6)
+
+
 def test_reward_command_input_errors(tmp_path):
     from typer.testing import CliRunner
 
@@ -110,6 +144,10 @@ def test_reward_command_input_errors(tmp_path):
     assert "--catalog" in str(result.exception)
     result = CliRunner().invoke(app, ["reward", "--test-share", "1.5"])
     assert isinstance(result.exception, InputError) and "--test-share" in str(result.exception)
+    result = CliRunner().invoke(app, ["reward", "--probe-source", "magic"])
+    assert isinstance(result.exception, InputError) and "--probe-source" in str(result.exception)
+    result = CliRunner().invoke(app, ["reward", "--user-embedding", "zodiac"])
+    assert isinstance(result.exception, InputError) and "--user-embedding" in str(result.exception)
 
 
 def redness(images, prompt=""):

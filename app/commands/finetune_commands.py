@@ -120,14 +120,18 @@ def reward(
     interactions: Optional[Path] = typer.Option(None, help="Interactions CSV the user embeddings are fitted on."),
     scorer: str = typer.Option("demo", help="open_clip scorer for image embeddings: 'demo' or a folder."),
     recommender: str = typer.Option("ease", help="Recommender for user embeddings: ease | itemknn | mostpop."),
-    user_embedding: str = typer.Option("condition", help="condition (the recommender's) | profile (history mean)."),
+    user_embedding: str = typer.Option("taste", help="taste (attribute choice model over the history) | "
+                                       "condition (the recommender's condition embedding) | profile (history mean)."),
     out: Path = typer.Option(Path("runs/reward"), help="Output folder for config.json + model.safetensors."),
     test_share: float = typer.Option(0.2, help="Latest share of impressions held out for AUC/log-loss."),
-    probes: bool = typer.Option(True, help="Add zero-shot attribute probes (scorer text embeddings of the "
-                                "catalog's attribute words) to the image features."),
+    probes: bool = typer.Option(True, help="Add attribute probes (per-kind value probabilities) to the image features."),
+    probe_source: str = typer.Option("catalog", help="catalog (classifiers fitted on the catalog's images and "
+                                     "labels) | text (zero-shot: the scorer's text embeddings of the words)."),
     epochs: int = typer.Option(150, help="Maximum epochs (early stopping on a validation slice)."),
-    hidden_dim: int = typer.Option(64, help="Hidden width."),
+    hidden_dim: int = typer.Option(4, help="Hidden width (4 with weight decay 0.01 had the lowest validation "
+                                   "log-loss on the demo shop: benchmarks/results/finetune_reward_grid.json)."),
     learning_rate: float = typer.Option(1e-3, help="AdamW learning rate."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
     seed: int = typer.Option(0, help="Seed."),
     threads: Optional[int] = THREADS_OPT,
     as_json: bool = JSON_OPT,
@@ -135,13 +139,18 @@ def reward(
 ) -> None:
     """Train the CTR reward model on impression logs; report held-out AUC/log-loss (and the oracle's on the demo)."""
     from finetune.data import UserConditions
-    from finetune.reward_model import RewardTrainConfig, attribute_probes, fit_and_report, impression_features
+    from finetune.reward_model import (RewardTrainConfig, attribute_probes, catalog_probes, fit_and_report,
+                                       impression_features)
     from pipelines.scorer import Scorer
     from recommenders.errors import InputError
 
     _setup(threads, None)
     if not 0 < test_share < 1:
         raise InputError(f"--test-share must be in (0, 1), got {test_share}")
+    if probe_source not in ("catalog", "text"):
+        raise InputError(f"--probe-source must be 'catalog' or 'text', not {probe_source!r}")
+    if user_embedding not in ("condition", "profile", "taste"):
+        raise InputError(f"--user-embedding must be 'condition', 'profile' or 'taste', not {user_embedding!r}")
     oracle = None
     if impressions is not None:
         if catalog is None or interactions is None:
@@ -162,10 +171,14 @@ def reward(
     users = UserConditions(inter, cat, model=recommender)
     embedder = Scorer.load(scorer)
     features = impression_features(log, cat, users, embedder.embed_images, user_embedding=user_embedding)
-    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, epochs=epochs, seed=seed)
+    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, weight_decay=weight_decay,
+                            epochs=epochs, seed=seed)
     report = fit_and_report(features, cfg, out, test_share=test_share, oracle=oracle,
-                            probes=attribute_probes(cat, embedder.embed_texts) if probes else None,
-                            inputs={"scorer": scorer, "user_source": recommender, "user_embedding": user_embedding})
+                            probes=None if not probes else (catalog_probes(cat, embedder.embed_images)
+                                                            if probe_source == "catalog"
+                                                            else attribute_probes(cat, embedder.embed_texts)),
+                            inputs={"scorer": scorer, "user_source": recommender, "user_embedding": user_embedding,
+                                    "user_layout": users.taste_layout if user_embedding == "taste" else []})
     report["impressions_source"] = source
     _emit(report, as_json, json_out, ("held_out", "oracle_held_out", "auc_gap_to_oracle", "model", "seconds"))
 
