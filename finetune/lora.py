@@ -151,16 +151,23 @@ def trainable_parameters(parts: SDComponents) -> list[torch.nn.Parameter]:
 
 
 def save_lora_weights(parts: SDComponents, out_dir: str | Path) -> Path:
-    """Write `pytorch_lora_weights.safetensors` in diffusers' format (what `pipe.load_lora_weights` reads), atomically."""
-    import os
+    """Write `pytorch_lora_weights.safetensors` in diffusers' format (what `pipe.load_lora_weights` reads), atomically.
+
+    The file's bytes are a function of the weights alone: see `canonical_safetensors`.
+    """
+    import shutil
     import tempfile
 
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
+    from recommenders.io import atomic_write_bytes
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".lora-*"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
     unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(parts.unet))
     kwargs = {"unet_lora_adapter_metadata": _adapter_metadata(parts.unet)}
     if getattr(parts.text_encoder, "peft_config", None):
@@ -169,8 +176,28 @@ def save_lora_weights(parts: SDComponents, out_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".lora-") as tmp:
         StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=unet_layers, safe_serialization=True,
                                                   weight_name=LORA_WEIGHT_NAME, **kwargs)
-        os.replace(Path(tmp) / LORA_WEIGHT_NAME, out_dir / LORA_WEIGHT_NAME)
-    return out_dir / LORA_WEIGHT_NAME
+        data = canonical_safetensors((Path(tmp) / LORA_WEIGHT_NAME).read_bytes())
+    return atomic_write_bytes(out_dir / LORA_WEIGHT_NAME, data)
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its `__metadata__` keys sorted, so equal weights give equal bytes.
+
+    safetensors (0.8) keeps the metadata in a Rust HashMap, whose order is random per process
+    (safetensors/safetensors#584). diffusers writes two keys (`format`, `lora_adapter_metadata`),
+    so identical LoRA weights came out as one of two byte strings. Tensor entries and data keep
+    their order and offsets; only the header is rewritten (padded to 8 bytes as safetensors does).
+    """
+    import json
+
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is not None:
+        header = {"__metadata__": dict(sorted(meta.items())), **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def _adapter_metadata(model) -> dict:

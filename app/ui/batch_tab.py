@@ -13,6 +13,7 @@ from typing import Any
 
 from recommenders.errors import InputError
 
+from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status, check_cancelled
 from .engine import CONCURRENCY_ID, GENERATION_LOCK
 from .workspace import Unavailable, Workspace, session_id
 
@@ -44,6 +45,7 @@ def run_uploaded_campaign(ws: Workspace, upload: str | Path, job_dir: Path, *, p
     shutil.copyfile(upload, campaign_file)
     check_campaign(ws, campaign_file)
     with GENERATION_LOCK:
+        check_cancelled()  # cancelled while another session's job ran: start nothing
         summary = run_campaign(campaign_file, output_root=job_dir, device=ws.config.device, progress=progress)
     out_dir = Path(summary.output_dir)
     return {**summary.to_dict(), "zip": str(zip_folder(out_dir, job_dir / f"{out_dir.name}.zip"))}
@@ -95,13 +97,16 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         if not path:
             return "Error: upload a campaign YAML first", [], None
         try:
-            res = run_uploaded_campaign(ws, path, ws.session_dir(session_id(request), "batch"))
+            with JOBS.job(session_id(request), "batch"):
+                res = run_uploaded_campaign(ws, path, ws.session_dir(session_id(request), "batch"))
         except (InputError, Unavailable) as e:
             return f"Error: {e}", [], None
+        except Cancelled:
+            return cancelled_status("batch") + " Images finished before it are kept in the manifest.", [], None
         text = (f"Campaign **{res['campaign']}**: {res['jobs']} jobs, {res['rendered']} rendered, "
                 f"{res['skipped']} already done, {res['creatives']} images in {res['seconds']} s.")
         return text, preview(Path(res["output_dir"])), res["zip"]
 
     event = run_btn.click(on_run, [upload], [status, gallery, download], concurrency_id=CONCURRENCY_ID,
                           api_name="batch_run")
-    stop_btn.click(None, None, None, cancels=[event])
+    stop_btn.click(cancel_handler("batch"), None, None, cancels=[event], queue=False, api_visibility="private")

@@ -3,6 +3,7 @@
 Diffusers pipelines keep mutable state (the scheduler's timesteps), so two requests must never
 run one pipeline at the same moment: every run holds `GENERATION_LOCK`, and the UI gives all
 generation events one Gradio concurrency group, so waiting jobs queue in order per session.
+A session's Cancel stops its own running job at the next denoising step (`app.ui.cancel`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from recommenders.errors import InputError
 
+from .cancel import check_cancelled
 from .workspace import Unavailable, Workspace
 
 GENERATION_LOCK = threading.Lock()
@@ -100,7 +102,9 @@ def run(ws: Workspace, kind: str, out_dir: Path, *args: Any, **kwargs: Any) -> l
 
     pipe = pipeline(ws, kind)
     kwargs.setdefault("steps", ws.config.steps)
+    check_cancelled()
     with GENERATION_LOCK:
+        check_cancelled()  # cancelled while waiting for another session's job: start nothing
         out = pipe(*args, **kwargs)
     out.save(out_dir, Manifest(Path(out_dir) / "manifest.jsonl"))
     return out.creatives

@@ -6,6 +6,7 @@ from typing import Any
 
 from recommenders.errors import InputError
 
+from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID, run
 from .workspace import Unavailable, Workspace, session_id
 
@@ -79,14 +80,17 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
 
     def on_generate(user_, present_, seed_, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         try:
-            condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
-            out_dir = ws.session_dir(session_id(request), "outfit")
-            creatives = complete_outfit(ws, condition, list(present_ or []), out_dir, seed=int(seed_ or 0))
+            with JOBS.job(session_id(request), "outfit"):
+                condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
+                out_dir = ws.session_dir(session_id(request), "outfit")
+                creatives = complete_outfit(ws, condition, list(present_ or []), out_dir, seed=int(seed_ or 0))
         except (InputError, Unavailable) as e:
             return f"Error: {e}", [], [], []
+        except Cancelled:
+            return cancelled_status("outfit"), [], [], []
         made, bought = pieces_and_items(ws, creatives, out_dir)
         return (f"Completed with {len(creatives)} piece(s).", item_gallery(ws, list(present_)), made, bought)
 
     event = go.click(on_generate, [user, present, seed], [status, chosen, pieces, items],
                      concurrency_id=CONCURRENCY_ID, api_name="outfit_complete")
-    stop.click(None, None, None, cancels=[event])
+    stop.click(cancel_handler("outfit"), None, None, cancels=[event], queue=False, api_visibility="private")

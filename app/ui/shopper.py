@@ -12,6 +12,7 @@ import numpy as np
 
 from recommenders.errors import InputError
 
+from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID
 from .workspace import Unavailable, Workspace, session_id
 
@@ -192,15 +193,18 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         from recommenders.condition import PreferenceCondition
 
         try:
-            if cond is None:
-                uid, hist = resolve_history(user_id, upload_path)
-                cond = recommend(ws, model_name, hist, user_id=uid).to_dict()
-            out_dir = ws.session_dir(session_id(request), "shopper")
-            creatives = personalize(ws, PreferenceCondition.from_dict(cond), out_dir,
-                                    category=None if category_ == "any" else category_,
-                                    n_candidates=int(n_), seed=int(seed_ or 0))
+            with JOBS.job(session_id(request), "shopper"):
+                if cond is None:
+                    uid, hist = resolve_history(user_id, upload_path)
+                    cond = recommend(ws, model_name, hist, user_id=uid).to_dict()
+                out_dir = ws.session_dir(session_id(request), "shopper")
+                creatives = personalize(ws, PreferenceCondition.from_dict(cond), out_dir,
+                                        category=None if category_ == "any" else category_,
+                                        n_candidates=int(n_), seed=int(seed_ or 0))
         except (InputError, Unavailable) as e:
             return f"Error: {e}", [], cond, gr.update()
+        except Cancelled:
+            return cancelled_status("shopper"), [], cond, gr.update()
         segment = None
         try:
             segment = ws.shop().segment_of(cond["user_id"])
@@ -220,6 +224,8 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     gen_event = generate_btn.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
                                    [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
                                    api_name="shopper_generate")
-    # Cancel only this session's events: Gradio scopes `cancels` to the session that clicked.
-    stop_btn.click(None, None, None, cancels=[rec_event, gen_event])
+    # Cancel only this session's events: Gradio scopes `cancels` to the session that clicked, and
+    # `cancel_handler` stops this session's running denoising loop at its next step.
+    stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event], queue=False,
+                   api_visibility="private")
     shared["loaders"].append((on_recommend, inputs, [status, history, recs, condition]))

@@ -13,6 +13,7 @@ import numpy as np
 
 from recommenders.errors import InputError
 
+from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID, run
 from .workspace import Unavailable, Workspace, session_id
 
@@ -35,25 +36,26 @@ def check_text(text: str | None, what: str, max_len: int) -> str | None:
 
 
 def load_upload_image(path: str | Path, *, what: str = "image"):
-    """Open an uploaded picture safely (size-checked, first frame, 8-bit) or raise InputError."""
+    """Open an uploaded picture with the CLI's validator (`recommenders.validate.load_user_image`), or raise InputError.
+
+    The UI refuses what the CLI refuses (empty, non-image, truncated, decompression bomb, animated)
+    with the same message, and adds one bound of its own: at most `MAX_SIDE` pixels a side, read
+    from the header before decoding. Returns RGBA, or L for a mask.
+    """
     from PIL import Image, UnidentifiedImageError
+
+    from recommenders.validate import load_user_image
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            if max(im.size) > MAX_SIDE:
-                raise InputError(f"{what} is {im.size[0]}x{im.size[1]} pixels; the most is {MAX_SIDE} a side", path)
-            im.seek(0)  # animated files: the first frame
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float grayscale -> 8-bit
-                arr = np.asarray(im, dtype=np.float64)
-                top = arr.max() or 1.0
-                im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
-            return im.convert("RGBA") if what != "mask" else im.convert("L")
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise InputError(f"not a usable {what} ({type(e).__name__}: {e})", path) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"cannot read the {what} ({e})", path) from None
+            w, h = im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        w = h = 0  # load_user_image below gives the message
+    if max(w, h) > MAX_SIDE:
+        raise InputError(f"{what} is {w}x{h} pixels; the most is {MAX_SIDE} a side", path)
+    image = load_user_image(path)
+    return image.convert("L") if what == "mask" else image
 
 
 def prepare_product(upload: str | Path, mask: str | Path | None, out_dir: Path) -> Path:
@@ -150,12 +152,15 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 raise InputError("upload a product picture first")
             out_dir = ws.session_dir(session_id(request), "studio")
             product_path = prepare_product(product_, mask_, out_dir)
-            condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
-            made = make_creatives(ws, condition, product_path, out_dir, sizes=list(sizes_ or []),
-                                  backgrounds=int(n_bg_), seed=int(seed_ or 0), headline=headline_, cta=cta_)
+            with JOBS.job(session_id(request), "studio"):
+                condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
+                made = make_creatives(ws, condition, product_path, out_dir, sizes=list(sizes_ or []),
+                                      backgrounds=int(n_bg_), seed=int(seed_ or 0), headline=headline_, cta=cta_)
             archive = zip_folder(out_dir, out_dir.parent / f"{out_dir.name}.zip")
         except (InputError, Unavailable) as e:
             return f"Error: {e}", [], [], None
+        except Cancelled:
+            return cancelled_status("studio"), [], [], None
         n = len(made["background"]) + len(made["banner"])
         shown = out_dir.relative_to(ws.config.out_dir) if ws.inside_output(out_dir) else out_dir
         return (f"Made {n} image(s) in `{shown}`.", gallery(made["background"], out_dir),
@@ -164,4 +169,4 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     event = go.click(on_generate, [product, mask, user, sizes, n_bg, headline, cta, seed],
                      [status, bg_gallery, banner_gallery, download], concurrency_id=CONCURRENCY_ID,
                      api_name="studio_generate")
-    stop.click(None, None, None, cancels=[event])
+    stop.click(cancel_handler("studio"), None, None, cancels=[event], queue=False, api_visibility="private")
