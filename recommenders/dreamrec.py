@@ -118,8 +118,14 @@ class Denoiser(nn.Module):
         """The guidance vector's contribution(s), computed once and reused across sampling steps."""
         return torch.cat([self.in_c(c), self.skip(c)], -1) if self.skip is not None else self.in_c(c)
 
-    def forward(self, x: torch.Tensor, c_part: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t_part = self.in_t(timestep_embedding(t, self.hidden))
+    def time_part(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep's contribution; sampling computes it for all its timesteps in one call."""
+        return self.in_t(timestep_embedding(t, self.hidden))
+
+    def forward(self, x: torch.Tensor, c_part: torch.Tensor, t: torch.Tensor | None = None, *,
+                t_part: torch.Tensor | None = None) -> torch.Tensor:
+        if t_part is None:
+            t_part = self.time_part(t)
         if self.skip is None:
             return self.out(self.in_x(x) + c_part + t_part)
         c_in, c_skip = c_part.split([self.in_c.out_features, self.hidden], -1)
@@ -211,11 +217,17 @@ class DreamRec(NextItemModel):
         return x @ self.item_vectors().T
 
     # -- sampling --------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, seq: torch.Tensor, seq_len: torch.Tensor, *, sampler: str | None = None,
                  steps: int | None = None, guidance: float | None = None, eta: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample the next item's embedding (B, hidden) for each history, with classifier-free guidance."""
+        """Sample the next item's embedding (B, hidden) for each history, with classifier-free guidance.
+
+        Everything that does not change across reverse steps is computed once per batch: the history
+        encoding, the guidance vector's projection in the denoiser (`cond`), and the timestep
+        projections of all chosen timesteps (one batched call); each step is then two linear layers
+        and the sampler's update.
+        """
         cfg, net = self.config, self._require_fitted()
         net.eval()
         sampler = sampler or cfg.sampler
@@ -224,18 +236,20 @@ class DreamRec(NextItemModel):
         sched = make_scheduler(sampler, self.scheduler_config, **kwargs)
         sched.set_timesteps(steps or cfg.sampling_steps)
         B = len(seq)
+        # 1. encode the history once
         start = time.perf_counter()
         c_part = net.denoiser.cond(net.encoder(seq, seq_len))
         self.timing["encode_s"] += time.perf_counter() - start
+        # 2. prepare the guidance rows and the timestep projections
         start = time.perf_counter()
         if w != 0:  # one batched pass for the conditional and the unconditional rows
             c_part = torch.cat([c_part, net.denoiser.cond(net.null_cond)[None].expand(B, -1)])
+        t_parts = net.denoiser.time_part(sched.timesteps)  # (n_steps, width)
+        # 3. the reverse process
         x = torch.randn(B, cfg.hidden, generator=generator) * sched.init_noise_sigma
-        for t in sched.timesteps:
-            t = int(t)
+        for i, t in enumerate(sched.timesteps.tolist()):
             x_in = sched.scale_model_input(x, t)
-            tt = torch.full((1,), t, dtype=torch.long)  # one timestep for all rows: embed it once
-            out = net.denoiser(torch.cat([x_in, x_in]) if w != 0 else x_in, c_part, tt)
+            out = net.denoiser(torch.cat([x_in, x_in]) if w != 0 else x_in, c_part, t_part=t_parts[i])
             if w != 0:
                 cond, uncond = out.chunk(2)
                 out = (1 + w) * cond - w * uncond
@@ -248,24 +262,38 @@ class DreamRec(NextItemModel):
         items = self._require_fitted().items
         return F.normalize(items, dim=-1) if self.config.score == "cosine" else items
 
-    def score_batch(self, seq, seq_len, **kwargs):
+    scores_into = True
+
+    def score_batch(self, seq, seq_len, out: torch.Tensor | None = None, **kwargs):
         x = self.generate(seq, seq_len, **kwargs)
         start = time.perf_counter()
-        scores = x @ self.item_vectors().T  # the same ranking as logits()
+        scores = torch.mm(x, self.item_vectors().T, out=out)  # the same ranking as logits()
         self.timing["rank_s"] += time.perf_counter() - start
         return scores
 
-    def score(self, seq: np.ndarray, seq_len: np.ndarray | None = None, *, batch_size: int = 1024,
+    def _sampling_kwargs(self, sampler, steps, guidance, eta, seed) -> dict:
+        """Per-call sampler settings; the noise comes from `seed` (default: config.sample_seed)."""
+        self.timing = dict.fromkeys(self.timing, 0.0)
+        gen = torch.Generator().manual_seed(self.config.sample_seed if seed is None else seed)
+        return dict(sampler=sampler, steps=steps, guidance=guidance, eta=eta, generator=gen)
+
+    def score(self, seq: np.ndarray, seq_len: np.ndarray | None = None, *, batch_size: int = 2048,
               sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
               eta: float | None = None, seed: int | None = None, **_) -> np.ndarray:
         """Scores (N, n_items): inner products of the generated embedding with all item embeddings.
 
         The sampling noise comes from `seed` (default: config.sample_seed), so scores are repeatable.
         """
-        gen = torch.Generator().manual_seed(self.config.sample_seed if seed is None else seed)
-        self.timing = dict.fromkeys(self.timing, 0.0)
-        return super().score(seq, seq_len, batch_size=batch_size, sampler=sampler, steps=steps,
-                             guidance=guidance, eta=eta, generator=gen)
+        return super().score(seq, seq_len, batch_size=batch_size,
+                             **self._sampling_kwargs(sampler, steps, guidance, eta, seed))
+
+    def recommend(self, seq: np.ndarray, seq_len: np.ndarray | None = None, *, k: int = 20,
+                  batch_size: int = 2048, sampler: str | None = None, steps: int | None = None,
+                  guidance: float | None = None, eta: float | None = None, seed: int | None = None,
+                  **_) -> np.ndarray:
+        """Top-k item indices (N, k) per history, best first (same samples as `score` with this seed)."""
+        return super().recommend(seq, seq_len, k=k, batch_size=batch_size,
+                                 **self._sampling_kwargs(sampler, steps, guidance, eta, seed))
 
     def next_item_embedding(self, seq: np.ndarray, seq_len: np.ndarray) -> np.ndarray:
         """The generated next-item embedding for one history (for PreferenceCondition.embedding)."""

@@ -34,9 +34,11 @@ def config_path(data_name: str) -> Path:
     return path if path.exists() else CONFIG_DIR / "demo_seq.yaml"
 
 
-def load_bench_config(data_name: str) -> dict:
-    """Read a data set's bench YAML (models, ks, sampler grid, published figures)."""
-    path = config_path(data_name)
+def load_bench_config(data_name: str, path: str | Path | None = None) -> dict:
+    """Read a data set's bench YAML (models, ks, sampler grid, published figures), or the YAML at `path`."""
+    path = Path(path) if path is not None else config_path(data_name)
+    if not path.is_file():
+        raise InputError("config file not found", path)
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -62,9 +64,47 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def _timed_scores(model, split, **kwargs) -> tuple[np.ndarray, float]:
+    model.score(split.seq[:256], split.seq_len[:256], **kwargs)  # warm-up (first-call allocations), untimed
     start = time.perf_counter()
     scores = model.score(split.seq, split.seq_len, **kwargs)
     return scores, (time.perf_counter() - start) * 1000.0 / len(split) * 1000.0
+
+
+def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path | None = None,
+              overrides: dict | None = None, progress: bool = True):
+    """Train one next-item model with the data set's YAML hyperparameters (plus `overrides`).
+
+    Returns (fitted model, data, bench config, training log); `atelier rec train` saves the model.
+    """
+    data = load_seq(spec)
+    cfg = load_bench_config(data.name, config_file)
+    key, base, hp = resolve_model(model, cfg)
+    model_obj = model_class(base)(**{**hp, **(overrides or {})})
+    log = model_obj.fit(data, seed=seed, progress=progress)
+    return model_obj, data, cfg, {"model_key": key, **log}
+
+
+def evaluate_seq(model, split, *, ks=(10, 20, 50), single_rows: int = 20, **score_kwargs) -> dict:
+    """Metrics (all items ranked) on a SeqSplit, plus latency: ms per 1,000 rows end to end
+    (history encoding, sampling, scores over all items) and the median ms for one history.
+
+    `score_kwargs` (sampler, steps, guidance, seed) go to diffusion models only.
+    """
+    kwargs = score_kwargs if model.name in DIFFUSION else {}
+    scores, ms = _timed_scores(model, split, **kwargs)
+    out: dict = ranking_metrics(scores, split.target, ks=ks)
+    out["rows"] = len(split)
+    out["infer_ms_per_1k"] = ms
+    if hasattr(model, "timing"):
+        out["sample_ms_per_1k"] = model.timing["sample_s"] * 1e6 / len(split)
+    times = []
+    for i in range(min(single_rows, len(split))):
+        start = time.perf_counter()
+        model.score(split.seq[i:i + 1], split.seq_len[i:i + 1], **kwargs)
+        times.append((time.perf_counter() - start) * 1000.0)
+    if times:
+        out["single_row_ms"] = float(np.median(times))
+    return out
 
 
 def sampler_grid(model, samplers: list[str], steps: list[int], fast_max_steps: int) -> list[tuple[str, int]]:
@@ -82,17 +122,23 @@ def sampler_grid(model, samplers: list[str], steps: list[int], fast_max_steps: i
 def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list[int] | None,
                   progress: bool = True, samplers: list[str] | None = None, *,
                   partial: Callable[[dict], None] | None = None, overrides: dict | None = None,
-                  first_seed: int = 0, save_dir: str | Path | None = None) -> dict:
+                  first_seed: int = 0, save_dir: str | Path | None = None,
+                  seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
     maps a model name to hyperparameters replacing the YAML's (e.g. fewer epochs for a smoke run).
-    Seeds are first_seed .. first_seed+seeds-1 (benches split across processes merge with
-    `merge_results`); `save_dir` keeps every trained model as `<save_dir>/<model>-seed<k>/`.
+    Seeds are first_seed .. first_seed+seeds-1, or `seed_list` (benches split across processes merge
+    with `merge_results`); `save_dir` keeps every trained model as `<save_dir>/<model>-seed<k>/`.
+
+    Diffusion models are also scored on the VALIDATION split for every (sampler, steps) candidate of
+    the YAML's `bench.select_samplers` x `bench.select_steps` (or `select`); the summary's `chosen_on_valid` is the
+    candidate with the best mean validation metric, and its test figures are the headline.
     """
     from tqdm.auto import tqdm
 
-    if seeds < 1:
+    seed_list = list(seed_list) if seed_list else list(range(first_seed, first_seed + seeds))
+    if not seed_list or seeds < 1:
         raise InputError("--seeds must be at least 1")
     data = load_seq(spec)
     cfg = load_bench_config(data.name)
@@ -101,6 +147,9 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     samplers = samplers or bench.get("samplers", ["ddpm", "ddim", "dpmsolver"])
     steps = sampling_steps or bench.get("sampling_steps", [1000, 500, 50, 20, 10])
     fast_max = int(bench.get("fast_max_steps", 100))
+    if select is None:
+        select = [(sm, int(n)) for sm in bench.get("select_samplers", []) for n in bench.get("select_steps", [])]
+    select_key = cfg.get("target_metric", "hr@20")
     for s in samplers:
         if s not in ("ddpm", "ddim", "dpmsolver"):
             raise InputError(f"unknown sampler {s!r} (use ddpm, ddim, dpmsolver)")
@@ -113,7 +162,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
         "protocol": "all items ranked per test row; HR/Recall/NDCG@K from recommenders.metrics; model "
                     f"selection on valid HR@{cfg.get('select_k', 20)}; inference ms per 1,000 rows end to end "
                     "(history encoding, sampling, scores over all items; top-k excluded)",
-        "ks": list(ks), "headline": cfg.get("headline", ["hr", "ndcg"]), "seeds_requested": seeds,
+        "ks": list(ks), "headline": cfg.get("headline", ["hr", "ndcg"]), "seeds_requested": len(seed_list),
+        "selection": {"candidates": [f"{sm}@{n}" for sm, n in select], "metric": select_key, "split": "valid"},
         "config_file": cfg["_path"], "published": cfg.get("published", {}), "models": {},
         "environment": {"torch_threads": _threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
                         "python": platform.python_version(), "started": _now()},
@@ -121,10 +171,10 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     # Seed-major order: every model gets seed 0 before any gets seed 1, so a bench stopped early
     # (partial results) still compares all models.
     jobs = []
-    for seed in range(first_seed, first_seed + seeds):
+    for seed in seed_list:
         for key, base, hp in resolved:
             hp = {**hp, **(overrides or {}).get(key, {})}
-            if seed == first_seed or not getattr(model_class(base), "deterministic", False):
+            if seed == seed_list[0] or not getattr(model_class(base), "deterministic", False):
                 jobs.append((key, base, hp, seed))
     for key, base, hp, seed in tqdm(jobs, desc="seq bench", disable=not progress):
         model = model_class(base)(**hp)
@@ -137,13 +187,20 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                "epochs_run": log.get("epochs_run"), "valid": {k: v for k, v in log.items() if k.startswith("valid_")},
                "variants": {}}
         grid = sampler_grid(model, samplers, steps, fast_max) if base in DIFFUSION else [("-", 0)]
+        if base in DIFFUSION and select:
+            run["valid_variants"] = {}
+            for sampler, n in select:  # choose on validation, never on test
+                scores = model.score(data.valid.seq, data.valid.seq_len, sampler=sampler, steps=n, seed=seed)
+                run["valid_variants"][f"{sampler}@{n}"] = ranking_metrics(scores, data.valid.target, ks=ks)
+            grid += [c for c in select if c not in grid]
         for sampler, n in grid:
             kwargs = {"sampler": sampler, "steps": n, "seed": seed} if sampler != "-" else {}
             scores, ms = _timed_scores(model, data.test, **kwargs)
             metrics = ranking_metrics(scores, data.test.target, ks=ks)
             v = run["variants"][f"{sampler}@{n}" if n else "-"] = {"metrics": metrics, "infer_ms_per_1k": ms}
-            if hasattr(model, "timing"):  # diffusion: the reverse-process share of that time
-                v["sample_ms_per_1k"] = model.timing["sample_s"] * 1e6 / len(data.test)
+            if hasattr(model, "timing"):  # diffusion: where that time went (encoding, reverse process, scoring)
+                for part in ("encode", "sample", "rank"):
+                    v[f"{part}_ms_per_1k"] = model.timing[f"{part}_s"] * 1e6 / len(data.test)
         entry["runs"].append(run)
         _summarise(entry)
         if partial is not None:
@@ -166,9 +223,15 @@ def _summarise(entry: dict) -> None:
             "std": {k: _mean_std([v["metrics"][k] for v in rows])["std"] for k in rows[0]["metrics"]},
             "infer_ms_per_1k": _mean_std([v["infer_ms_per_1k"] for v in rows]),
         }
-        if "sample_ms_per_1k" in rows[0]:
-            variants[name]["sample_ms_per_1k"] = _mean_std([v["sample_ms_per_1k"] for v in rows])
+        for part in ("encode", "sample", "rank"):
+            if f"{part}_ms_per_1k" in rows[0]:
+                variants[name][f"{part}_ms_per_1k"] = _mean_std([v[f"{part}_ms_per_1k"] for v in rows])
     entry["variants"] = variants
+    valid = [r["valid_variants"] for r in runs if "valid_variants" in r]
+    if valid:
+        entry["valid_variants"] = {
+            name: {k: _mean_std([v[name][k] for v in valid if name in v])["mean"] for k in valid[0][name]}
+            for name in valid[0]}
 
 
 def summarise_targets(result: dict, cfg: dict) -> dict:
@@ -181,6 +244,16 @@ def summarise_targets(result: dict, cfg: dict) -> dict:
         out.setdefault("models", {})[name] = {v: variants[v]["mean"][key] for v in variants}
         if entry["model"] not in DIFFUSION:
             continue
+        valid = entry.get("valid_variants")
+        if valid:
+            chosen = max(valid, key=lambda v: valid[v][key])
+            test = variants.get(chosen, {})
+            out.setdefault("chosen_on_valid", {})[name] = {
+                "variant": chosen, f"valid_{key}": valid[chosen][key],
+                "valid_all": {v: valid[v][key] for v in valid},
+                "test_mean": test.get("mean"), "test_std": test.get("std"),
+                "infer_ms_per_1k": test.get("infer_ms_per_1k", {}).get("mean"),
+                "why": f"best mean validation {key} over seeds among {', '.join(valid)} (test never used)"}
         full = {v: s for v, s in variants.items() if v.startswith("ddpm@") and int(v.split("@")[1]) >= ref_steps}
         fast = {v: s for v, s in variants.items() if v.split("@")[0] != "ddpm" and int(v.split("@")[1]) <= 20}
         ref = variants.get(f"ddpm@{ref_steps}")
@@ -202,6 +275,13 @@ def summarise_targets(result: dict, cfg: dict) -> dict:
                 v: ref["sample_ms_per_1k"]["mean"] / s["sample_ms_per_1k"]["mean"]
                 for v, s in fast.items() if "sample_ms_per_1k" in s and "sample_ms_per_1k" in ref},
         }
+        floors = [s["infer_ms_per_1k"]["mean"] - s["sample_ms_per_1k"]["mean"]
+                  for s in variants.values() if "sample_ms_per_1k" in s]
+        if floors and min(floors) > 0:
+            # the end-to-end speedup a sampler with zero cost would get: encoding and scoring all items
+            # are a floor every sampler pays (the smallest such time measured in this run)
+            out[name][f"ceiling_speedup_vs_ddpm@{ref_steps}_if_sampling_were_free"] = (
+                ref["infer_ms_per_1k"]["mean"] / min(floors))
     return out
 
 
@@ -259,6 +339,11 @@ def format_table(result: dict) -> str:
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
     out = [f"{result['data']}: {result['rows']['test']} test rows, {result['n_items']} items, metrics in %",
            line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]]
+    for name, c in result.get("summary", {}).get("chosen_on_valid", {}).items():
+        key = result["summary"]["metric"]
+        if c.get("test_mean"):
+            out.append(f"{name} headline: {c['variant']} chosen on validation ({key} {100 * c[f'valid_{key}']:.2f}%); "
+                       f"test {key} {100 * c['test_mean'][key]:.2f}±{100 * c['test_std'][key]:.2f}%")
     for name, s in result.get("summary", {}).items():
         if isinstance(s, dict) and "best_fast" in s:
             speed = ", ".join(f"{v} {x:.0f}x" for v, x in s[next(k for k in s if k.startswith("speedup"))].items())

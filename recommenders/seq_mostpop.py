@@ -42,6 +42,13 @@ class SeqMostPop(NextItemModel):
         self._require_fitted()
         return np.broadcast_to(self.counts, (n, len(self.counts))).copy()
 
+    def recommend(self, seq, seq_len=None, *, k: int = 20, **kwargs) -> np.ndarray:
+        """The k most popular items (ties by id) for every row."""
+        n = len(np.atleast_2d(np.asarray(seq)))
+        self._require_fitted()
+        top = np.argsort(-self.counts, kind="stable")[:k]
+        return np.broadcast_to(top, (n, len(top))).copy()
+
     def state_tensors(self) -> dict:
         return {"counts": np.asarray(self.counts, np.float32)}
 

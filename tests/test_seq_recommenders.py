@@ -167,9 +167,9 @@ def test_bench_runs_every_sampler_and_merges(data, tmp_path):
         np.savez(folder / f"{name}.npz", seq=seq, seq_len=split.seq_len, target=split.target)
     fast = {"dreamrec": dict(hidden=16, epochs=1, max_len=L, num_train_timesteps=50, batch_size=256)}
     a = run_seq_bench(str(folder), ["mostpop", "dreamrec"], 1, [50, 10], progress=False,
-                      samplers=["ddpm", "ddim"], overrides=fast, save_dir=tmp_path / "models")
+                      samplers=["ddpm", "ddim"], overrides=fast, save_dir=tmp_path / "models", select=[])
     b = run_seq_bench(str(folder), ["dreamrec"], 1, [50, 10], progress=False, samplers=["ddpm", "ddim"],
-                      overrides=fast, first_seed=1)
+                      overrides=fast, seed_list=[1], select=[])
     assert set(a["models"]["dreamrec"]["variants"]) == {"ddpm@50", "ddpm@10", "ddim@50", "ddim@10"}
     assert (tmp_path / "models" / "dreamrec-seed0" / "model.safetensors").exists()
     merged = merge_results([a, b])

@@ -43,6 +43,71 @@ def _parse_sets(values: list[str]) -> dict:
     return out
 
 
+def _wants_seq(data: str, model: str, task: str) -> bool:
+    """Whether `rec train` means a next-item model: --task, else the model name, else the data format."""
+    if task not in ("auto", "cf", "seq"):
+        raise InputError(f"--task must be auto, cf or seq, got {task!r}")
+    if task != "auto":
+        return task == "seq"
+    if model.strip().lower() in ("sasrec", "gru4rec", "dreamrec", "seq-mostpop"):
+        return True
+    return _is_sequential(data, "auto")
+
+
+def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
+    """`rec train` for next-item data: fit with the data set's YAML, select on valid, save, test once."""
+    import time
+
+    from recommenders.io import atomic_write_json
+    from recommenders.seq_bench import evaluate_seq, train_seq
+
+    start = time.perf_counter()
+    rec, splits, cfg, log = train_seq(data, model, seed=seed, config_file=config, overrides=_parse_sets(set_),
+                                      progress=not as_json)
+    seconds = time.perf_counter() - start
+    rec.save(out)
+    ks = tuple(cfg.get("ks", (10, 20, 50)))
+    summary = {k: v for k, v in log.items() if k != "history"}
+    atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, "config_file": cfg["_path"], **log})
+    result = {"task": "seq", "model": rec.name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
+              **summary, "test": evaluate_seq(rec, splits.test, ks=ks, single_rows=0)}
+    _emit(result, as_json, json_out)
+    if not as_json:
+        t, k = result["test"], cfg.get("target_metric", "hr@20")
+        typer.echo(f"saved {rec.name} to {out} in {seconds:.1f}s; test {k.upper()} {t[k]:.4f}")
+
+
+def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, as_json, json_out) -> None:
+    """`rec eval` for a saved next-item model: metrics on a split, ms per 1,000 rows, one-row latency."""
+    from recommenders.datasets import load_seq
+    from recommenders.seq_bench import evaluate_seq, load_bench_config
+
+    splits = load_seq(data)
+    if rec.config.n_items != splits.n_items:
+        raise InputError(f"model was trained on {rec.config.n_items} items, data has {splits.n_items}", model_dir)
+    if split not in ("valid", "test"):
+        raise InputError(f"--split must be valid or test, got {split!r}")
+    cfg = load_bench_config(splits.name)
+    ks = tuple(cfg.get("ks", (10, 20, 50)))
+    kwargs = {}
+    if rec.name == "dreamrec":
+        sampler = sampler or rec.config.sampler
+        steps = steps or rec.config.sampling_steps
+        kwargs = {"sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed}
+        if sampler not in ("ddpm", "ddim", "dpmsolver"):
+            raise InputError(f"--sampler must be ddpm, ddim or dpmsolver, got {sampler!r}")
+        if not 1 <= steps <= rec.config.num_train_timesteps:
+            raise InputError(f"--steps must be in 1..{rec.config.num_train_timesteps}, got {steps}")
+    result = {"task": "seq", "model": rec.name, "model_dir": str(model_dir), "data": data, "split": split,
+              **({"sampler": kwargs["sampler"], "steps": kwargs["steps"],
+                  "guidance": rec.config.guidance if guidance is None else guidance} if kwargs else {}),
+              **evaluate_seq(rec, getattr(splits, split), ks=ks, **kwargs)}
+    _emit(result, as_json, json_out)
+    if not as_json:
+        for key, value in result.items():
+            typer.echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+
+
 def _is_sequential(data: str, task: str) -> bool:
     from recommenders.datasets import is_sequential
 
@@ -56,22 +121,31 @@ def _is_sequential(data: str, task: str) -> bool:
 @app.command("train")
 def train(
     data: str = typer.Option(..., "--data", help="Benchmark folder, interactions CSV, or 'demo'."),
-    model: str = typer.Option(..., "--model", help="mostpop, itemknn, ease, multivae, diffrec or ldiffrec."),
+    model: str = typer.Option(..., "--model", help="CF: mostpop, itemknn, ease, multivae, diffrec, ldiffrec; "
+                                                   "sequential: mostpop, sasrec, gru4rec, dreamrec."),
     out: Path = typer.Option(..., "--out", help="Folder for config.json + model.safetensors."),
     seed: int = typer.Option(0, "--seed"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `models:` hyperparameters."),
     set_: list[str] = typer.Option([], "--set", help="Override one hyperparameter, e.g. --set epochs=5."),
+    task: str = typer.Option("auto", "--task", help="auto, cf or seq (auto: sequential models or data -> seq)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest on a shared CPU)."),
     as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
     json_out: Optional[Path] = typer.Option(None, "--json-out"),
 ) -> None:
-    """Train one CF model (hyperparameters from the data set's YAML), select on validation, save it."""
+    """Train one model (hyperparameters from the data set's YAML), select on validation, save it.
+
+    Sequential data (zhihu, amazon-beauty; `--data demo` with a sequential model) trains a next-item
+    model; its folder also gets training.json (data, seed, per-epoch log).
+    """
     import time
 
     from recommenders.bench import evaluate, load_model_configs, make_model, parse_models
     from recommenders.datasets import load_cf
 
     _threads(threads)
+    if _wants_seq(data, model, task):
+        _train_seq(data, model, out, seed, config, set_, as_json, json_out)
+        return
     name = parse_models(model)[0]
     splits = load_cf(data)
     params = {**load_model_configs(splits.name, config).get(name, {}), **_parse_sets(set_)}
@@ -93,17 +167,28 @@ def train(
 def eval_(
     model_dir: Path = typer.Option(..., "--model-dir", help="A folder written by `atelier rec train`."),
     data: str = typer.Option(..., "--data", help="The data set the model was trained on."),
+    split: str = typer.Option("test", "--split", help="Sequential models: test or valid (choose settings on valid)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="DreamRec: ddpm, ddim, dpmsolver (default: saved)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="DreamRec: reverse steps (default: saved)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="DreamRec: guidance weight w (default: saved)."),
+    sample_seed: Optional[int] = typer.Option(None, "--sample-seed", help="DreamRec: seed of the sampling noise."),
     threads: int = typer.Option(1, "--threads"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     json_out: Optional[Path] = typer.Option(None, "--json-out"),
 ) -> None:
-    """Evaluate a saved CF model on the test split (train rows in, train + valid masked)."""
-    from recommenders.base import CFRecommender
+    """Evaluate a saved model: CF on the test split (train rows in, train + valid masked); sequential
+    models on --split with latency (ms per 1,000 rows end to end, one-history median)."""
+    from recommenders.base import CFRecommender, SequentialRecommender, _Saveable
     from recommenders.bench import evaluate
     from recommenders.datasets import load_cf
 
     _threads(threads)
-    rec = CFRecommender.load(model_dir)
+    rec = _Saveable.load(model_dir)
+    if isinstance(rec, SequentialRecommender):
+        _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, sample_seed, as_json, json_out)
+        return
+    if not isinstance(rec, CFRecommender):
+        raise InputError("not a recommender folder", model_dir)
     splits = load_cf(data)
     if rec.train_rows.shape != splits.train.shape:
         raise InputError(f"model was trained on {rec.train_rows.shape[0]} users x {rec.train_rows.shape[1]} items, "
@@ -120,7 +205,7 @@ def bench(
     data: str = typer.Option(..., "--data", help="Benchmark folder (ml-1m_clean, zhihu, amazon-beauty) or 'demo'."),
     models: str = typer.Option("mostpop,itemknn,ease,multivae,diffrec,ldiffrec", "--models"),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds 0..N-1 (deterministic models train once)."),
-    seed_list: Optional[str] = typer.Option(None, "--seed-list", help="Explicit seeds, e.g. 3,4 (CF; overrides --seeds)."),
+    seed_list: Optional[str] = typer.Option(None, "--seed-list", help="Explicit seeds, e.g. 3,4 (overrides --seeds)."),
     task: str = typer.Option("auto", "--task", help="auto, cf or seq (for --data demo: which bench)."),
     sampling_steps: Optional[str] = typer.Option(None, "--sampling-steps",
                                                  help="Sequential bench: reverse-step counts, e.g. 1000,50,20,10."),
@@ -132,6 +217,8 @@ def bench(
                                          help="Earlier bench JSONs (comma-separated): reuse their finished models."),
     report_only: bool = typer.Option(False, "--report-only", help="Train nothing: table/JSON/plot of --resume runs."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir",
+                                            help="Sequential bench: keep each model in DIR/<model>-seed<k>/."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
     from recommenders.io import atomic_write_json
@@ -150,7 +237,14 @@ def bench(
         if models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":  # the CF default: use the seq default
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
-        result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial)
+        chosen_seeds = None
+        if seed_list:
+            try:
+                chosen_seeds = [int(x) for x in seed_list.split(",") if x.strip()]
+            except ValueError:
+                raise InputError(f"--seed-list expects integers like 3,4, got {seed_list!r}") from None
+        result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
+                                         seed_list=chosen_seeds, save_dir=save_dir)
         table = seq_bench.format_table(result)
     else:
         from recommenders.bench import format_table, run_cf_bench
@@ -169,6 +263,10 @@ def bench(
         table = format_table(result)
     result["command"] = "atelier rec bench " + " ".join(
         f"--{k} {v}" for k, v in [("data", data), ("models", models), ("seeds", seeds)])
+    if "selection" in result:  # sequential bench: the options that shaped it
+        shaped = [("task", None if task == "auto" else task), ("seed-list", seed_list),
+                  ("sampling-steps", sampling_steps), ("save-dir", save_dir)]
+        result["command"] += "".join(f" --{k} {v}" for k, v in shaped if v is not None)
     if json_path:
         atomic_write_json(json_path, result)
     if plot_path:
