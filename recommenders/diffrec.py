@@ -8,9 +8,11 @@ per-t loss (Nichol & Dhariwal 2021, sec. 3.3), loss weighted by SNR(t-1) - SNR(t
 Scoring is deterministic: the input row is noised without noise to `sampling_start` and denoised
 with posterior-mean steps; `ensemble` averages the x0 estimates met on the way (step ensembling)
 instead of keeping only the last one. `ema_decay` > 0 keeps an exponential moving average of the
-weights (as image diffusion models do) and selects and scores with it. `loss: multinomial` swaps the paper's squared error for the
-multinomial log-likelihood of Mult-VAE (Liang et al. 2018) as the x0 objective, an option chosen
-on validation data like any other hyperparameter.
+weights (as image diffusion models do, with a warm-up so it forgets the initial weights) and selects
+and scores with it. `item_linear` adds a zero-diagonal item-item linear path to the denoiser and
+`cooc` feeds it the user's co-occurrence neighbourhood (see `build_denoiser`). `loss: multinomial`
+swaps the paper's squared error for the multinomial log-likelihood of Mult-VAE (Liang et al. 2018)
+as the x0 objective, an option chosen on validation data like any other hyperparameter.
 """
 
 from __future__ import annotations
@@ -39,6 +41,26 @@ def diffrec_betas(steps: int, noise_scale: float, noise_min: float, noise_max: f
     return betas
 
 
+def ema_warmup_decay(decay: float, n_updates: int) -> float:
+    """The decay used at optimizer step `n_updates` (1-based): min(decay, (1 + n) / (10 + n)).
+
+    The warm-up (TensorFlow's ExponentialMovingAverage `num_updates`) lets the average forget the random
+    initial weights within the first few dozen steps instead of 1 / (1 - decay) steps.
+    """
+    return min(decay, (1.0 + n_updates) / (10.0 + n_updates))
+
+
+def ema_update(ema, model, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers are copied)."""
+    import torch
+
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+        for b_ema, b in zip(ema.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
 def timestep_embedding(t, dim: int):
     """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017), shape (B, dim)."""
     import torch
@@ -51,8 +73,19 @@ def timestep_embedding(t, dim: int):
 
 
 def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float, activation: str = "tanh",
-                   normalize: bool = True):
-    """MLP denoiser: [normalised x_t ; time embedding] -> hidden -> mirrored hidden -> x0 estimate."""
+                   normalize: bool = True, item_linear: bool = False, cooc=None):
+    """MLP denoiser: [normalised x_t ; time embedding] -> hidden -> mirrored hidden -> x0 estimate.
+
+    `item_linear` adds a second path from the same (normalised, dropped-out) input straight to the
+    output: an item-to-item matrix with its diagonal left out (so no item predicts itself), starting
+    at zero, as in linear denoising autoencoders (Steck 2020, EDLAE). The MLP then models what a
+    linear item-item map cannot.
+
+    `cooc` (an item-item matrix, fixed) gives the MLP a second input, the user's two-hop neighbourhood
+    normalise(x @ cooc) of the same dropped-out input, as CF-Diff (Hou et al., SIGIR 2024) conditions
+    its denoiser on higher-order neighbours. In eval mode the (multi-hot, sparse) input is multiplied
+    as a sparse matrix, which is what keeps scoring every user fast.
+    """
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -63,11 +96,14 @@ def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float
         def __init__(self):
             super().__init__()
             self.time_proj = nn.Linear(emb_dim, emb_dim)
-            down = [n_items + emb_dim, *hidden]
+            down = [n_items * (2 if cooc is not None else 1) + emb_dim, *hidden]
             up = [*reversed(hidden), n_items]
             self.down = nn.ModuleList(nn.Linear(a, b) for a, b in zip(down[:-1], down[1:]))
             self.up = nn.ModuleList(nn.Linear(a, b) for a, b in zip(up[:-1], up[1:]))
             self.drop = nn.Dropout(dropout)
+            self.item_item = nn.Parameter(torch.zeros(n_items, n_items)) if item_linear else None
+            self.register_buffer("cooc", None if cooc is None else torch.as_tensor(cooc, dtype=torch.float32),
+                                 persistent=False)  # rebuilt from the training rows, not saved
             for m in self.modules():  # the paper's init: N(0, 2 / (fan_in + fan_out)), tiny biases
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=math.sqrt(2.0 / (m.in_features + m.out_features)))
@@ -75,14 +111,29 @@ def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float
 
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             x = self.drop(F.normalize(x, dim=1) if normalize else x)
-            h = torch.cat([x, self.time_proj(timestep_embedding(t, emb_dim))], 1)
-            for layer in self.down:
+            sparse = not self.training and len(x) >= 64 and torch.count_nonzero(x) < 0.1 * x.numel()
+            xs = x.to_sparse() if sparse else None  # batch scoring: the multi-hot rows are ~2% non-zero
+
+            def mm(w):  # x @ w, as a sparse product where that is cheaper (it needs a contiguous w to be)
+                return torch.sparse.mm(xs, w.contiguous()) if xs is not None else x @ w
+
+            temb = self.time_proj(timestep_embedding(t, emb_dim))
+            first = self.down[0]
+            n = x.shape[1]
+            h = mm(first.weight[:, :n].t()) + temb @ first.weight[:, -emb_dim:].t() + first.bias
+            if self.cooc is not None:
+                h = h + F.normalize(mm(self.cooc), dim=1) @ first.weight[:, n:2 * n].t()
+            h = act(h)
+            skip = None
+            if self.item_item is not None:  # x W with W's diagonal taken out
+                skip = mm(self.item_item) - x * torch.diagonal(self.item_item)
+            for layer in self.down[1:]:
                 h = act(layer(h))
             for i, layer in enumerate(self.up):
                 h = layer(h)
                 if i < len(self.up) - 1:
                     h = act(h)
-            return h
+            return h if skip is None else h + skip
 
     return Denoiser()
 
@@ -113,6 +164,9 @@ class DiffRec(HistoryModel):
         sampling_steps: int = 1  # reverse steps from sampling_start down to 0 (strided)
         ensemble: bool = False  # average the x0 estimates of all reverse steps
         ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+        item_linear: bool = False  # add a zero-diagonal item-item linear path to the denoiser
+        linear_lr: float = 0.0  # learning rate of that path (0: lr)
+        cooc: bool = False  # also feed the MLP the user's two-hop item neighbourhood (CF-Diff style)
 
     # --- diffusion math -------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -211,7 +265,16 @@ class DiffRec(HistoryModel):
     def _net(self):
         c = self.config
         self._schedule()
-        return build_denoiser(self.n_items, list(c.hidden), c.emb_dim, c.dropout, c.activation)
+        return build_denoiser(self.n_items, list(c.hidden), c.emb_dim, c.dropout, c.activation,
+                              item_linear=c.item_linear, cooc=self._cooc() if c.cooc else None)
+
+    def _cooc(self) -> np.ndarray:
+        """Co-occurrence of the training rows, zero diagonal, normalised D^-1/2 C D^-1/2 (float32)."""
+        x = self.train_rows.astype(np.float32)
+        cooc = (x.T @ x).toarray()
+        np.fill_diagonal(cooc, 0.0)
+        d = 1.0 / np.sqrt(np.maximum(cooc.sum(1), 1e-12))
+        return (cooc * d[:, None] * d[None, :]).astype(np.float32)
 
     def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
         """Train with Adam; keep the weights of the best validation Recall@20 epoch (early stopping)."""
@@ -225,13 +288,17 @@ class DiffRec(HistoryModel):
         self.net = self._net()
         self._loss_hist = np.zeros((c.steps, 10))
         self._loss_count = np.zeros(c.steps, dtype=np.int64)
-        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        linear = [p for n, p in self.net.named_parameters() if n == "item_item"]
+        rest = [p for n, p in self.net.named_parameters() if n != "item_item"]
+        groups = [{"params": rest}] + ([{"params": linear, "lr": c.linear_lr or c.lr}] if linear else [])
+        opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
         x_all = torch.from_numpy(self.train_rows.toarray())
         best, best_epoch, best_state, best_seconds, log = -1.0, -1, None, 0.0, []
         start = time.perf_counter()
         bar = tqdm(range(c.epochs), desc=self.name, disable=not progress, leave=False)
         trained = self.net
         ema = copy.deepcopy(trained) if c.ema_decay > 0 else None
+        n_updates = 0
         for epoch in bar:
             self.net = trained.train()
             total = 0.0
@@ -242,9 +309,8 @@ class DiffRec(HistoryModel):
                 opt.step()
                 total += float(loss.detach())
                 if ema is not None:
-                    with torch.no_grad():
-                        for p_ema, p in zip(ema.parameters(), trained.parameters()):
-                            p_ema.lerp_(p, 1.0 - c.ema_decay)
+                    n_updates += 1
+                    ema_update(ema, trained, ema_warmup_decay(c.ema_decay, n_updates))
             self.net = ema if ema is not None else trained  # validate (and keep) the averaged weights
             recall = valid_recall(self, data)
             log.append({"epoch": epoch, "loss": total, "valid_recall@20": recall})
