@@ -11,6 +11,8 @@ the scorer it was filtered with); `RewardJudge` asks a trained reward model.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from recommenders.io import atomic_save_image, atomic_write_json
 
 from .data import CaptionedImage
 from .dpo import generate, lora_pipeline
-from .lora import LoraTrainConfig, train_lora
+from .lora import LORA_WEIGHT_NAME, LoraTrainConfig, train_lora
 
 Judge = Callable[[list, str], list[float]]
 
@@ -137,23 +139,51 @@ def evaluate_model(pipe, prompts: Sequence[str], judge: Judge, seeds: Sequence[i
     return {"mean": float(np.mean(scores)), "n": len(scores)}
 
 
+STATE_FILE = "loop-state.json"
+
+
 def run_reward_loop(model_dir: str | Path, prompts: Sequence[str], select: Judge, evaluate: Judge,
-                    cfg: RewardLoopConfig, out_dir: str | Path, *, progress: bool = True) -> dict:
-    """Run the loop; return per-round oracle CTR of fresh creatives against the base model's."""
+                    cfg: RewardLoopConfig, out_dir: str | Path, *, resume: str | None = None,
+                    options: dict | None = None, progress: bool = True) -> dict:
+    """Run the loop; return per-round oracle CTR of fresh creatives against the base model's.
+
+    After the base evaluation and after each round, `OUT/loop-state.json` records (atomically) what is
+    done: the base numbers, each finished round's report entry and kept images. `resume="latest"` reads it,
+    skips finished rounds, loads the last round's LoRA and goes on; a round cut off mid-way is redone from
+    its start. Every seed in a round is a function of (`cfg.seed`, round, prompt, candidate), so a resumed
+    run ends with the same numbers and LoRA bytes as an uninterrupted one. `options` (the judges' settings,
+    which the callables cannot tell) are recorded with the config; a resume with other values is refused.
+    """
     from tqdm.auto import tqdm
 
     cfg.check()
     t0 = time.time()
     out_dir = Path(out_dir)
-    base = lora_pipeline(model_dir)
-    size = base.unet.config.sample_size * base.vae_scale_factor
+    run = _fingerprint({"config": asdict(cfg), "prompts": list(prompts), "base_model": str(model_dir),
+                        **(options or {})})
+    state = _load_state(out_dir, run) if check_resume(resume) else None
+    _remove_temp_files(out_dir)
+    if state is None:
+        (out_dir / STATE_FILE).unlink(missing_ok=True)  # a fresh run never resumes an older one
+    resumed_from = len(state["rounds"]) if state else 0
+    size, current = None, None
     eval_seeds = [1_000_000 + cfg.seed + k for k in range(cfg.eval_seeds)]
-    base_eval = evaluate_model(base, prompts, evaluate, eval_seeds, cfg.sample_steps, cfg.guidance, size)
-    report = {"prompts": list(prompts), "base": base_eval, "rounds": [], "config": asdict(cfg)}
-    kept: list[CaptionedImage] = []
-    current = base
-    for r in range(1, cfg.rounds + 1):
+    if state is None:
+        current = lora_pipeline(model_dir)
+        size = current.unet.config.sample_size * current.vae_scale_factor
+        state = {"run": run, "base": evaluate_model(current, prompts, evaluate, eval_seeds, cfg.sample_steps,
+                                                    cfg.guidance, size), "rounds": [], "kept": []}
+        atomic_write_json(out_dir / STATE_FILE, state)
+    base_eval = state["base"]
+    kept = [CaptionedImage(out_dir / path, prompt) for done in state["kept"] for path, prompt in done]
+    for r in range(resumed_from + 1, cfg.rounds + 1):
         t_round = time.time()
+        if current is None:  # the base model, or the last finished round's LoRA on a resumed run
+            current = lora_pipeline(model_dir, out_dir / f"round-{r - 1}" if r > 1 else None)
+            size = current.unet.config.sample_size * current.vae_scale_factor
+        kept_dir = out_dir / f"round-{r}" / "kept"
+        for stale in kept_dir.glob("*.png") if kept_dir.is_dir() else []:  # from a cut-off try of this round
+            stale.unlink()
         picked, predicted = [], []
         for p_idx, prompt in enumerate(tqdm(prompts, desc=f"round {r} candidates", disable=not progress)):
             seeds = [cfg.seed + 100_000 * r + 1000 * p_idx + k for k in range(cfg.candidates)]
@@ -163,7 +193,7 @@ def run_reward_loop(model_dir: str | Path, prompts: Sequence[str], select: Judge
             top = np.argsort(-scores, kind="stable")[:n_keep]
             predicted.append((float(scores.mean()), float(scores[top].mean())))
             for k in top:
-                path = atomic_save_image(images[k], out_dir / f"round-{r}" / "kept" / f"p{p_idx:03d}-s{seeds[k]}.png")
+                path = atomic_save_image(images[k], kept_dir / f"p{p_idx:03d}-s{seeds[k]}.png")
                 picked.append(CaptionedImage(path, prompt))
         kept += picked
         lora_dir = out_dir / f"round-{r}"
@@ -171,14 +201,92 @@ def run_reward_loop(model_dir: str | Path, prompts: Sequence[str], select: Judge
         train = train_lora(model_dir, kept, lora_dir, lora_cfg, progress=progress)
         current = lora_pipeline(model_dir, lora_dir)
         tuned_eval = evaluate_model(current, prompts, evaluate, eval_seeds, cfg.sample_steps, cfg.guidance, size)
-        report["rounds"].append({
+        state["rounds"].append({
             "round": r, "kept": len(picked), "train_examples": len(kept),
             "predicted_ctr_candidates": float(np.mean([p[0] for p in predicted])),
             "predicted_ctr_kept": float(np.mean([p[1] for p in predicted])),
             "eval": tuned_eval, "relative_lift": tuned_eval["mean"] / base_eval["mean"] - 1.0,
-            "lora": str(lora_dir), "lora_last_loss": train["last_loss"], "seconds": round(time.time() - t_round, 1)})
-        atomic_write_json(out_dir / "report.json", report)
+            "lora": str(lora_dir), "lora_last_loss": train["last_loss"],
+            "lora_sha256": _sha256(Path(train["lora"])), "seconds": round(time.time() - t_round, 1)})
+        state["kept"].append([[str(Path(c.image).relative_to(out_dir)), c.caption] for c in picked])
+        atomic_write_json(out_dir / STATE_FILE, state)  # the round counts as done from here on
+        atomic_write_json(out_dir / "report.json", _report(state, prompts, cfg, resumed_from))
+    report = _report(state, prompts, cfg, resumed_from)
     report["best_relative_lift"] = max(r["relative_lift"] for r in report["rounds"])
-    report["seconds"] = round(time.time() - t0, 1)
+    report["seconds"] = round(time.time() - t0, 1)  # this process's time; per-round seconds are as recorded
     atomic_write_json(out_dir / "report.json", report)
     return report
+
+
+def _report(state: dict, prompts: Sequence[str], cfg: RewardLoopConfig, resumed_from: int) -> dict:
+    return {"prompts": list(prompts), "base": state["base"], "rounds": list(state["rounds"]), "config": asdict(cfg),
+            "resumed_from_round": resumed_from}
+
+
+def check_resume(resume: str | None) -> bool:
+    """True for "latest", False for None; anything else is an input error."""
+    if resume is None:
+        return False
+    if resume != "latest":
+        raise InputError(f"--resume takes 'latest' (the run recorded in the output folder), got {resume!r}")
+    return True
+
+
+def _fingerprint(options: dict) -> dict:
+    """The run's options as they read back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(options, sort_keys=True, default=str))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_state(out_dir: Path, run: dict) -> dict | None:
+    """The recorded state of an earlier run with the same options (None if there is none)."""
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        recorded = state["run"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError("not a reward-loop state file; rerun without --resume", path) from None
+    if recorded != run:
+        was, now = _flat(recorded), _flat(run)
+        diff = ", ".join(f"{k}: {_short(was.get(k))} -> {_short(now.get(k))}"
+                         for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k))
+        raise InputError(f"cannot resume: the recorded run had other options ({diff}); use the same options, "
+                         "or drop --resume to start over", path)
+    for done, images in zip(state["rounds"], state["kept"]):
+        weights = out_dir / f"round-{done['round']}" / LORA_WEIGHT_NAME
+        if not weights.is_file() or _sha256(weights) != done["lora_sha256"]:
+            raise InputError(f"cannot resume: round {done['round']}'s LoRA is missing or changed; drop --resume "
+                             "to start over", weights)
+        missing = [p for p, _ in images if not (out_dir / p).is_file()]
+        if missing:
+            raise InputError(f"cannot resume: {len(missing)} kept image(s) of round {done['round']} are missing "
+                             f"(e.g. {missing[0]}); drop --resume to start over", out_dir)
+    return state
+
+
+def _remove_temp_files(out_dir: Path) -> None:
+    """Temp files of writes a kill interrupted (`recommenders.io.atomic_path` names), in what this loop writes."""
+    for tmp in [*out_dir.glob(".*.tmp"), *out_dir.glob("round-*/**/.*.tmp")]:
+        if tmp.is_file():
+            tmp.unlink()
+
+
+def _flat(options: dict, prefix: str = "") -> dict:
+    """{"config": {"lora": {"rank": 8}}} -> {"config.lora.rank": 8}, so a refusal names the option that differs."""
+    out = {}
+    for k, v in options.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

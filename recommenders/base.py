@@ -39,6 +39,16 @@ def model_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class _Saveable:
     """Folder persistence: `config.json` (model name + config dataclass) and `model.safetensors`."""
 
@@ -68,7 +78,10 @@ class _Saveable:
                    for k, v in self.state_tensors().items()}
         save_safetensors(tensors, path / "model.safetensors")
         config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
-        atomic_write_json(path / "config.json", {"model": self.name, "config": config, "extra": self.extra_state()})
+        # config.json is written last and names the weights' checksum: a save killed between the two
+        # files leaves a pair that `load` refuses, never new weights read with an old config.
+        atomic_write_json(path / "config.json", {"model": self.name, "config": config, "extra": self.extra_state(),
+                                                 "weights_sha256": _sha256(path / "model.safetensors")})
         return path
 
     @classmethod
@@ -88,8 +101,13 @@ class _Saveable:
         config_type = getattr(klass, "Config", None)
         config = config_type(**meta.get("config", {})) if config_type else meta.get("config", {})
         model = klass(config)
+        weights = path / "model.safetensors"
+        expected = meta.get("weights_sha256")
+        if expected is not None and weights.is_file() and _sha256(weights) != expected:
+            raise InputError("model.safetensors does not match config.json (a save was interrupted?); "
+                             "train or save the model again", path)
         model.load_extra_state(meta.get("extra", {}))
-        model.load_state_tensors(load_safetensors(path / "model.safetensors"))
+        model.load_state_tensors(load_safetensors(weights))
         return model
 
 

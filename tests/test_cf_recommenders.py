@@ -52,6 +52,7 @@ def data():
 
 VARIANTS = [(name, cfg) for name, cfg in TINY.items()] + [
     ("diffrec", {**TINY["diffrec"], "ema_decay": 0.9, "ensemble": True, "loss": "multinomial", "reweight": False}),
+    ("diffrec", {**TINY["diffrec"], "item_linear": True, "ema_decay": 0.98, "noise_scale": 0.2}),
 ]
 
 
@@ -69,6 +70,22 @@ def test_fit_score_and_reload_identical(name, cfg, data, tmp_path):
     np.testing.assert_array_equal(again.score(users), scores)
     # an explicit history gives the same scores as the stored training rows
     np.testing.assert_allclose(model.score(users[:5], history=data.train[:5]), scores[:5], rtol=1e-5, atol=1e-6)
+
+
+def test_load_refuses_weights_that_do_not_match_the_config(data, tmp_path):
+    """A save killed between model.safetensors and config.json must not load as a silent mix."""
+    import shutil
+
+    first = model_class("ease")(l2=10.0)
+    first.fit(data, progress=False)
+    first.save(tmp_path / "a")
+    second = model_class("ease")(l2=500.0)
+    second.fit(data, progress=False)
+    second.save(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
+    with pytest.raises(InputError, match="does not match config.json"):
+        CFRecommender.load(tmp_path / "a")
+    CFRecommender.load(tmp_path / "b")  # an intact pair loads
 
 
 @pytest.mark.parametrize("name", ["itemknn", "ease", "multivae", "diffrec", "ldiffrec"])

@@ -150,6 +150,7 @@ def test_reward_loop_survives_sigkill(tmp_path, tiny_sd):
 
     ref = json.loads((tmp_path / "ref-report.json").read_text())
     report = json.loads((tmp_path / "run-report.json").read_text())  # written by the final run only
+    print(f"killed {killed}x; the final run resumed after round {report['resumed_from_round']}")
     assert report["resumed_from_round"] >= 1, "the final run did not resume"
     assert comparable(report) == comparable(ref)
     for r in (1, 2, 3):
@@ -183,7 +184,7 @@ def test_rec_train_rerun_after_sigkill_gives_the_same_model(tmp_path, model):
 
     def cmd(out: Path) -> list[str]:  # no early stop, so training is most of the run and most kills land in it
         return atelier("rec", "train", "--data", str(data), "--model", model, "--out", str(out), "--seed", "2",
-                       "--set", "epochs=150", "--set", "patience=1000", "--json-out", str(out) + "-report.json")
+                       "--set", "epochs=300", "--set", "patience=1000", "--json-out", str(out) + "-report.json")
 
     _, window = timed_run(cmd(tmp_path / "ref"), lambda: True)
     ref = json.loads((tmp_path / "ref-report.json").read_text())

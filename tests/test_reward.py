@@ -186,3 +186,85 @@ def test_reward_loop_round_trip_on_a_tiny_model(tmp_path):
     assert np.isclose(judge([None, None])[0], want)
     with pytest.raises(InputError, match="segment"):
         AudienceJudge.for_segment("nobody", shop=shop)
+
+
+def _comparable(report: dict) -> dict:
+    """A loop report without what may differ between an interrupted and an uninterrupted run."""
+    out = {k: v for k, v in report.items() if k not in ("seconds", "resumed_from_round")}
+    out["rounds"] = [{k: v for k, v in r.items() if k not in ("seconds", "lora")} for r in report["rounds"]]
+    return out
+
+
+def test_reward_loop_resume_skips_finished_rounds_and_ends_like_an_uninterrupted_run(tmp_path):
+    """A copy of a finished 2-round run, set back to "killed in round 2" (state with round 1 only, round 2's
+    LoRA torn, one of its kept images gone, a stale image and a temp file): `resume="latest"` skips the base
+    evaluation and round 1, redoes round 2 from its start, and ends with the uninterrupted run's report and
+    bytes. The real-process SIGKILL test is `test_reliability_training_resume.py::test_reward_loop_survives_sigkill`.
+    """
+    import hashlib
+    import shutil
+
+    from tiny_models import build_tiny_sd
+
+    from finetune.lora import LoraTrainConfig
+    from finetune.reward_loop import STATE_FILE, RewardLoopConfig, run_reward_loop
+
+    sd = build_tiny_sd(tmp_path / "sd")
+    prompts = ["a shirt", "a hat"]
+
+    def cfg(**kw):
+        return RewardLoopConfig(**{**dict(rounds=2, candidates=2, keep=0.5, sample_steps=1, eval_seeds=1, seed=3,
+                                          lora=LoraTrainConfig(rank=2, steps=2, batch_size=2, learning_rate=1e-3,
+                                                               checkpoint_every=0)), **kw})
+
+    calls = {"select": 0, "evaluate": 0}
+
+    def select(images, prompt=""):
+        calls["select"] += 1
+        return redness(images)
+
+    def evaluate(images, prompt=""):
+        calls["evaluate"] += 1
+        return redness(images)
+
+    ref_dir, out = tmp_path / "ref", tmp_path / "run"
+    ref = run_reward_loop(sd, prompts, select, evaluate, cfg(), ref_dir, options={"who": "t"}, progress=False)
+    assert ref["resumed_from_round"] == 0 and calls == {"select": 4, "evaluate": 6}
+    shutil.copytree(ref_dir, out)
+    state = json.loads((out / STATE_FILE).read_text())
+    assert [r["round"] for r in state["rounds"]] == [1, 2]
+    state["rounds"], state["kept"] = state["rounds"][:1], state["kept"][:1]
+    (out / STATE_FILE).write_text(json.dumps(state))
+    (out / "round-2" / "pytorch_lora_weights.safetensors").write_bytes(b"torn")
+    next((out / "round-2" / "kept").glob("p001-*.png")).unlink()
+    (out / "round-2" / "kept" / "p009-s1.png").write_bytes(b"stale")
+    (out / "round-2" / "kept" / ".p001-s7.png.abc.tmp").write_bytes(b"")
+
+    # options differing from the recorded run: one clear refusal, nothing touched
+    with pytest.raises(InputError, match=r"other options \(config.keep: 0.5 -> 1.0\)"):
+        run_reward_loop(sd, prompts, select, evaluate, cfg(keep=1.0), out, resume="latest", options={"who": "t"})
+    with pytest.raises(InputError, match=r"other options \(who: \"t\" -> \"u\"\)"):
+        run_reward_loop(sd, prompts, select, evaluate, cfg(), out, resume="latest", options={"who": "u"})
+    with pytest.raises(InputError, match="--resume takes 'latest'"):
+        run_reward_loop(sd, prompts, select, evaluate, cfg(), out, resume="step-3")
+    assert list(out.rglob(".*.tmp")) and len(json.loads((out / STATE_FILE).read_text())["rounds"]) == 1
+
+    calls["select"], calls["evaluate"] = 0, 0
+    report = run_reward_loop(sd, prompts, select, evaluate, cfg(), out, resume="latest", options={"who": "t"},
+                             progress=False)
+    assert report["resumed_from_round"] == 1
+    assert calls == {"select": 2, "evaluate": 2}, "finished work was redone"  # round 2 only, no base evaluation
+    assert _comparable(report) == _comparable(ref)
+    assert _comparable(json.loads((out / "report.json").read_text())) == _comparable(ref)
+    def files(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in (".png", ".safetensors")}
+
+    assert files(out) == files(ref_dir)  # LoRAs (and their final checkpoints) and kept images, byte for byte
+    assert not list(out.rglob(".*.tmp"))
+
+    # a finished run resumes to the same report without any work
+    calls["select"], calls["evaluate"] = 0, 0
+    again = run_reward_loop(sd, prompts, select, evaluate, cfg(), out, resume="latest", options={"who": "t"},
+                            progress=False)
+    assert calls == {"select": 0, "evaluate": 0} and _comparable(again) == _comparable(ref)

@@ -275,18 +275,22 @@ def reward_loop(
     format: str = typer.Option("product", help="Ad format the CTR is for: product | banner."),
     classifier: Optional[str] = CLASSIFIER_OPT,
     seed: int = typer.Option(0, help="Seed."),
+    resume: Optional[str] = typer.Option(None, help="'latest': skip the rounds recorded as finished in --out "
+                                         "(loop-state.json) and go on; the same options are required."),
     threads: Optional[int] = THREADS_OPT,
     as_json: bool = JSON_OPT,
     json_out: Optional[Path] = JSON_OUT_OPT,
 ) -> None:
     """CG4CTR-style loop: keep the top candidates by predicted CTR, LoRA-tune, repeat; oracle CTR per round."""
     from finetune.lora import LoraTrainConfig
-    from finetune.reward_loop import AudienceJudge, RewardLoopConfig, run_reward_loop, segment_users, split_users
+    from finetune.reward_loop import (AudienceJudge, RewardLoopConfig, check_resume, run_reward_loop, segment_users,
+                                      split_users)
     from finetune.dpo import demo_caption
     from recommenders.shop import DemoShop
     from recommenders.shop.vocab import CATEGORIES
 
     _setup(threads, None)
+    check_resume(resume)  # before the judges load
     shop = DemoShop.load()
     train_users, held_users = split_users(segment_users(shop, segment), held_out_share, seed)
     rm = None if reward_model == "oracle" else reward_model
@@ -298,9 +302,12 @@ def reward_loop(
                            guidance=guidance, eval_seeds=eval_seeds, seed=seed,
                            lora=LoraTrainConfig(rank=lora_rank, learning_rate=lora_lr, steps=lora_steps,
                                                 batch_size=batch_size, checkpoint_every=0))
-    report = run_reward_loop(_local_model(base_model), prompt_list, select, evaluate, cfg, out)
+    options = {"segment": segment, "selector": reward_model, "held_out_share": held_out_share, "format": format,
+               "classifier": classifier}
+    report = run_reward_loop(_local_model(base_model), prompt_list, select, evaluate, cfg, out, resume=resume,
+                             options=options)
     report.update(segment=segment, selector=reward_model, train_users=len(train_users), held_out_users=len(held_users))
-    _emit(report, as_json, json_out, ("base", "rounds", "best_relative_lift", "seconds"))
+    _emit(report, as_json, json_out, ("base", "rounds", "best_relative_lift", "resumed_from_round", "seconds"))
 
 
 @app.command("adapter")
