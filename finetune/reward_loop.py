@@ -11,7 +11,6 @@ the scorer it was filtered with); `RewardJudge` asks a trained reward model.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from recommenders.errors import InputError
-from recommenders.io import atomic_save_image, atomic_write_json
+from recommenders.io import atomic_save_image, atomic_write_json, sha256_file
 
 from .data import CaptionedImage
 from .dpo import generate, lora_pipeline
@@ -207,7 +206,7 @@ def run_reward_loop(model_dir: str | Path, prompts: Sequence[str], select: Judge
             "predicted_ctr_kept": float(np.mean([p[1] for p in predicted])),
             "eval": tuned_eval, "relative_lift": tuned_eval["mean"] / base_eval["mean"] - 1.0,
             "lora": str(lora_dir), "lora_last_loss": train["last_loss"],
-            "lora_sha256": _sha256(Path(train["lora"])), "seconds": round(time.time() - t_round, 1)})
+            "lora_sha256": sha256_file(Path(train["lora"])), "seconds": round(time.time() - t_round, 1)})
         state["kept"].append([[str(Path(c.image).relative_to(out_dir)), c.caption] for c in picked])
         atomic_write_json(out_dir / STATE_FILE, state)  # the round counts as done from here on
         atomic_write_json(out_dir / "report.json", _report(state, prompts, cfg, resumed_from))
@@ -237,10 +236,6 @@ def _fingerprint(options: dict) -> dict:
     return json.loads(json.dumps(options, sort_keys=True, default=str))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _load_state(out_dir: Path, run: dict) -> dict | None:
     """The recorded state of an earlier run with the same options (None if there is none)."""
     path = out_dir / STATE_FILE
@@ -259,7 +254,7 @@ def _load_state(out_dir: Path, run: dict) -> dict | None:
                          "or drop --resume to start over", path)
     for done, images in zip(state["rounds"], state["kept"]):
         weights = out_dir / f"round-{done['round']}" / LORA_WEIGHT_NAME
-        if not weights.is_file() or _sha256(weights) != done["lora_sha256"]:
+        if not weights.is_file() or sha256_file(weights) != done["lora_sha256"]:
             raise InputError(f"cannot resume: round {done['round']}'s LoRA is missing or changed; drop --resume "
                              "to start over", weights)
         missing = [p for p, _ in images if not (out_dir / p).is_file()]

@@ -13,7 +13,7 @@ import numpy as np
 
 from .condition import PreferenceCondition, condition_from_scores
 from .errors import InputError
-from .io import atomic_write_json, load_safetensors, save_safetensors
+from .io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
 
 # model name -> "module:Class"; imported lazily so `atelier --help` stays fast.
 MODEL_CLASSES: dict[str, str] = {
@@ -37,16 +37,6 @@ def model_class(name: str) -> type:
         raise InputError(f"unknown model {name!r} (known: {', '.join(MODEL_CLASSES)})")
     module, cls = MODEL_CLASSES[key].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Saveable:
@@ -81,7 +71,7 @@ class _Saveable:
         # config.json is written last and names the weights' checksum: a save killed between the two
         # files leaves a pair that `load` refuses, never new weights read with an old config.
         atomic_write_json(path / "config.json", {"model": self.name, "config": config, "extra": self.extra_state(),
-                                                 "weights_sha256": _sha256(path / "model.safetensors")})
+                                                 "weights_sha256": sha256_file(path / "model.safetensors")})
         return path
 
     @classmethod
@@ -103,7 +93,7 @@ class _Saveable:
         model = klass(config)
         weights = path / "model.safetensors"
         expected = meta.get("weights_sha256")
-        if expected is not None and weights.is_file() and _sha256(weights) != expected:
+        if expected is not None and weights.is_file() and sha256_file(weights) != expected:
             raise InputError("model.safetensors does not match config.json (a save was interrupted?); "
                              "train or save the model again", path)
         model.load_extra_state(meta.get("extra", {}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -136,3 +137,12 @@ def load_safetensors(path: str | Path, device: str = "cpu") -> dict:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"not a valid safetensors file ({e})", path) from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (checksums in manifests, states and configs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

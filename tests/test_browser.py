@@ -12,6 +12,7 @@ pass each, and two API sessions check that one's cancel leaves the other's job a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import socket
@@ -70,29 +71,20 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_sd(tmp_path_factory.mktemp("models") / "sd"))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model):
-    """`atelier serve` in a subprocess (our own process group; stopped by its pid at the end)."""
-    from app.ui.workspace import Unavailable, UIConfig, Workspace
-
-    try:
-        Workspace(UIConfig(out_dir=tmp_path_factory.mktemp("probe"))).shop()
-    except Unavailable as e:
-        pytest.skip(str(e))
-    tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    db = tmp / "ab.sqlite"
-    log = tmp / "serve.log"
+@contextlib.contextmanager
+def serve_app(tmp: Path, model: str, steps: int | str):
+    """`atelier serve` on a free loopback port in a subprocess, stopped on exit; yields (url, proc, log)."""
+    port, log = _free_port(), tmp / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ATELIER_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     env.pop("ATELIER_AUTH", None)
     cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--out", str(tmp / "out"),
-           "--ab-db", str(db), "--model", tiny_model, "--steps", os.environ.get("ATELIER_BROWSER_STEPS", "2")]
+           "--ab-db", str(tmp / "ab.sqlite"), "--model", model, "--steps", str(steps)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield {"url": f"http://127.0.0.1:{port}/", "db": db, "log": log, "out": tmp / "out"}
+        yield f"http://127.0.0.1:{port}/", proc, log
     finally:
         proc.terminate()
         try:
@@ -100,6 +92,24 @@ def server(tmp_path_factory, tiny_model):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def skip_without_shop(tmp_path_factory) -> None:
+    from app.ui.workspace import Unavailable, UIConfig, Workspace
+
+    try:
+        Workspace(UIConfig(out_dir=tmp_path_factory.mktemp("probe"))).shop()
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model):
+    """`atelier serve` in a subprocess (our own process group; stopped by its pid at the end)."""
+    skip_without_shop(tmp_path_factory)
+    tmp = tmp_path_factory.mktemp("serve")
+    with serve_app(tmp, tiny_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
+        yield {"url": url, "db": tmp / "ab.sqlite", "log": log, "out": tmp / "out"}
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ loop, leave nothing in that job's folder, and still serve another session's job 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_browser import (ROOT, _click, _count_images, _free_port, _wait, _wait_http, browser,  # noqa: F401
+from test_browser import (_click, _count_images, _wait, browser, serve_app, skip_without_shop,  # noqa: F401
                           tiny_model)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,33 +27,12 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory, tiny_model):  # noqa: F811 (the imported fixture)
-    from app.ui.workspace import UIConfig, Unavailable, Workspace
-
-    try:
-        Workspace(UIConfig(out_dir=tmp_path_factory.mktemp("probe"))).shop()
-    except Unavailable as e:
-        pytest.skip(str(e))
+    skip_without_shop(tmp_path_factory)
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to read the server's CPU time")
     tmp = tmp_path_factory.mktemp("serve-cancel")
-    port, log = _free_port(), tmp / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ATELIER_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    env.pop("ATELIER_AUTH", None)
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--out", str(tmp / "out"),
-           "--ab-db", str(tmp / "ab.sqlite"), "--model", tiny_model, "--steps", str(STEPS)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield {"url": f"http://127.0.0.1:{port}/", "out": tmp / "out", "pid": proc.pid, "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_app(tmp, tiny_model, STEPS) as (url, proc, log):
+        yield {"url": url, "out": tmp / "out", "pid": proc.pid, "log": log}
 
 
 def _idle_within(pid: int, timeout: float, window: float = 1.5, busy_share: float = 0.25) -> float | None:

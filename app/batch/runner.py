@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 from recommenders.creative import Creative, Manifest
 from recommenders.errors import InputError
-from recommenders.io import atomic_write_bytes, atomic_write_json
+from recommenders.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .campaign import Campaign, load_campaign
 from .jobs import AudienceMember, Job, expand_jobs
@@ -71,15 +71,6 @@ def png_bytes(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _manifest_files(out_dir: Path) -> list[Path]:

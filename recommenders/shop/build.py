@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..catalog import Catalog, Item
 from ..errors import InputError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, sha256_file
 from .draw import SIZE, draw_product
 from .tastes import CLICK_MODEL, TASTE_MODEL, sample_taste
 from .vocab import CATEGORIES, COLORS, GENERATOR_VERSION, PATTERNS, SEGMENTS, STYLES
@@ -38,10 +37,6 @@ def _jsonl(records: Iterable[dict]) -> str:
 
 def _csv(header: tuple[str, ...], rows: Iterable[tuple]) -> str:
     return ",".join(header) + "\n" + "".join(",".join(str(x) for x in row) + "\n" for row in rows)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_shop(seed: int, out_dir: str | Path, *, n_users: int = N_USERS, image_ids: Iterable[str] | None = None,
@@ -102,7 +97,7 @@ def write_shop(seed: int, out_dir: str | Path, *, n_users: int = N_USERS, image_
                    "patterns": len(PATTERNS), "styles": len(STYLES), "users": len(tastes),
                    "interactions": len(events), "outfits": len(outfits), "impressions": len(impressions),
                    "impression_clicks": int(sum(r[-1] for r in impressions))},
-        "sha256": {name: _sha256(out / name) for name in data_files},
+        "sha256": {name: sha256_file(out / name) for name in data_files},
     }
     atomic_write_json(out / "shop.json", info)
     for f in [out / "images", *out.rglob("*")]:  # atomic writes create 0600 temp files; a shipped shop is world-readable
