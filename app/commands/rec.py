@@ -30,6 +30,14 @@ def _emit(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
         typer.echo(json.dumps(result, indent=2, default=float))
 
 
+def _int_list(value: str, option: str, example: str) -> list[int]:
+    """A comma-separated list of integers, or one clear error naming the option."""
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{option} expects integers like {example}, got {value!r}") from None
+
+
 def _parse_sets(values: list[str]) -> dict:
     """`--set key=value` pairs, values parsed as YAML scalars/lists (so `hidden=[1000]` works)."""
     import yaml
@@ -229,20 +237,12 @@ def bench(
 
         steps = None
         if sampling_steps:
-            try:
-                steps = [int(s) for s in sampling_steps.split(",") if s.strip()]
-            except ValueError:
-                raise InputError(f"--sampling-steps expects integers like 1000,50,20, got {sampling_steps!r}") from None
+            steps = _int_list(sampling_steps, "--sampling-steps", "1000,50,20")
         names = [m.strip() for m in models.split(",") if m.strip()]
         if models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":  # the CF default: use the seq default
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
-        chosen_seeds = None
-        if seed_list:
-            try:
-                chosen_seeds = [int(x) for x in seed_list.split(",") if x.strip()]
-            except ValueError:
-                raise InputError(f"--seed-list expects integers like 3,4, got {seed_list!r}") from None
+        chosen_seeds = _int_list(seed_list, "--seed-list", "3,4") if seed_list else None
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
                                          seed_list=chosen_seeds, save_dir=save_dir)
         table = seq_bench.format_table(result)
@@ -250,12 +250,7 @@ def bench(
         from recommenders.bench import format_table, run_cf_bench
 
         save = (lambda r: atomic_write_json(json_path, r)) if json_path else None
-        chosen: int | list[int] = seeds
-        if seed_list:
-            try:
-                chosen = [int(s) for s in seed_list.split(",") if s.strip()]
-            except ValueError:
-                raise InputError(f"--seed-list expects integers like 3,4, got {seed_list!r}") from None
+        chosen: int | list[int] = _int_list(seed_list, "--seed-list", "3,4") if seed_list else seeds
         result = run_cf_bench(data, models, chosen, config_path=str(config) if config else None,
                               progress=not quiet, on_result=save,
                               resume=[p.strip() for p in (resume or "").split(",") if p.strip()],
