@@ -1,14 +1,13 @@
 """A campaign's audience resolved to users, and each audience member's PreferenceCondition.
 
-Users come from the shop's interaction log. A segment is listed users, users whose history is
-dominated by given attribute values (`where: {color: navy}`), or a segment the demo shop defines.
+Users come from the shop's interaction log. A segment is listed users, users whose estimated favourite
+values (`recommenders.taste`) are the given ones (`where: {color: navy}`), or a segment the demo shop defines.
 A segment gets one condition: the recommender's scores averaged over its members, so one set of
 creatives speaks to the whole group (what a marketer sends to a segment).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ class ShopData:
         from recommenders.datasets import load_cf
 
         self.shop = None
+        self._favourite_cache: dict[str, dict[str, str]] | None = None
         if spec == "demo":
             from recommenders.shop import DemoShop
 
@@ -118,22 +118,26 @@ class ShopData:
         return sorted(users, key=lambda u: (-len(self.history[u]), u))[: seg.max_users]
 
     def _matches(self, uid: str, where: dict[str, str]) -> bool:
-        """Whether the user's most frequent value of each named attribute is the one asked for."""
-        for kind, value in where.items():
-            counts = Counter(self._value(i, kind) for i in self.history[uid])
-            counts.pop(None, None)
-            if not counts:
-                return False
-            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-            if top != value:
-                return False
-        return True
+        """Whether the user's estimated favourite value of each named attribute is the one asked for.
 
-    def _value(self, item_id: str, kind: str) -> str | None:
-        if item_id not in self.catalog:
-            return None
-        item = self.catalog[item_id]
-        return item.category if kind == "category" else item.attributes.get(kind)
+        The estimate is the choice model of `recommenders.taste` (the one conditions use), fitted to all
+        users' histories at once on first use: counting a history's values confuses taste with supply.
+        """
+        favourites = self._favourites()
+        if uid not in favourites:
+            return False
+        return all(favourites[uid].get(kind) == value for kind, value in where.items())
+
+    def _favourites(self) -> dict[str, dict[str, str]]:
+        if self._favourite_cache is None:
+            from recommenders.condition import TASTE_FIT
+            from recommenders.taste import fit_attribute_taste
+
+            users = [u for u, h in self.history.items() if h]
+            histories = [[i for i in self.history[u] if i in self.catalog] for u in users]
+            estimates = fit_attribute_taste(histories, self.catalog, **TASTE_FIT)
+            self._favourite_cache = {u: {kind: e.top(kind) for kind in e.weights} for u, e in zip(users, estimates)}
+        return self._favourite_cache
 
     # --- conditions --------------------------------------------------------------------------
     def condition(self, member: AudienceMember, k: int = 20) -> PreferenceCondition:

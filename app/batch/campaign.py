@@ -82,7 +82,7 @@ class ProductSpec(_Strict):
 
 
 class SegmentSpec(_Strict):
-    """A named group of users: listed, chosen by their history's dominant attributes (`where`),
+    """A named group of users: listed, chosen by their estimated favourite attributes (`where`),
     or, with neither, a segment the shop itself defines (the demo shop's shopper segments)."""
 
     name: str = Field(pattern=NAME_RE)
