@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -113,7 +114,7 @@ class RewardModel(nn.Module):
         layout = self.config.user_layout
         if not layout:
             raise InputError("this reward model has no taste layout; pass a user vector instead of a condition")
-        sizes = {k: sum(1 for kk, _ in layout if kk == k) for k, _ in layout}
+        sizes = Counter(kind for kind, _ in layout)
         out = np.zeros(len(layout), np.float32)
         for j, (kind, value) in enumerate(layout):
             weights = condition.attributes.get(kind) or {}

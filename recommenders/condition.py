@@ -142,10 +142,8 @@ def condition_from_scores(
             attributes[kind] = {v: beta * w for v, w in weights.items()}
     if catalog is not None:
         # with the choice model the history already spoke through `estimate`: only the model's items remain
-        n_counted = len(top_all) if use_choice else len(taste_items)
-        scale = (1 - beta) / (1 - alpha) if use_choice and alpha < 1 else 1.0
-        for weight, j in zip(taste_w[:n_counted], taste_items[:n_counted]):
-            weight = weight * scale
+        counted = zip((1 - beta) * w_model, top_all) if use_choice else zip(taste_w, taste_items)
+        for weight, j in counted:
             if weight <= 0:
                 continue
             item = catalog[item_ids[j]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
@@ -25,24 +26,18 @@ def _check_file(path: str | Path) -> Path:
     return path
 
 
-def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
-    """Open a user's image safely and return it as RGBA (8 bits per channel, first frame).
-
-    Refuses empty files, non-images, truncated files, oversized images (decompression bombs)
-    and animations; converts grayscale, palette, CMYK and 16-bit images.
-    """
+@contextmanager
+def _open_image(path: Path, max_pixels: int):
+    """PIL-open a checked file, refuse oversized images from the header, and turn PIL's errors into
+    one-line InputErrors (shared by the full loader and the header-only check)."""
     from PIL import Image, UnidentifiedImageError
 
-    path = _check_file(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise InputError(f"image is {w}x{h} pixels; the limit is {max_pixels} pixels (possible decompression bomb)", path)
-            if getattr(im, "n_frames", 1) > 1:
-                raise InputError("animated images are not supported; export a single frame as PNG", path)
-            im.load()
-            return _to_rgba8(im)
+            yield im
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -51,6 +46,20 @@ def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
         raise InputError(f"image too large ({e})", path) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"image is damaged or truncated ({e})", path) from None
+
+
+def load_user_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS):
+    """Open a user's image safely and return it as RGBA (8 bits per channel, first frame).
+
+    Refuses empty files, non-images, truncated files, oversized images (decompression bombs)
+    and animations; converts grayscale, palette, CMYK and 16-bit images.
+    """
+    path = _check_file(path)
+    with _open_image(path, max_pixels) as im:
+        if getattr(im, "n_frames", 1) > 1:
+            raise InputError("animated images are not supported; export a single frame as PNG", path)
+        im.load()
+        return _to_rgba8(im)
 
 
 def _to_rgba8(im):
@@ -121,18 +130,6 @@ def check_product_image(path: str | Path, mask: str | Path | None = None, *, nee
 def check_image_file(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
     """Cheap check from the header only (no decoding), for folders of many images: exists, not empty,
     an image PIL can identify, and not a decompression bomb. Returns (width, height)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = _check_file(path)
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except UnidentifiedImageError:
-        raise InputError("not an image file PIL can read (is the extension lying?)", path) from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"image too large ({e})", path) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"image is damaged or truncated ({e})", path) from None
-    if w * h > max_pixels:
-        raise InputError(f"image is {w}x{h} pixels; the limit is {max_pixels} pixels (possible decompression bomb)", path)
-    return w, h
+    with _open_image(path, max_pixels) as im:
+        return im.size
