@@ -56,7 +56,15 @@ def ranking_metrics(scores, ground_truth, exclude=None, ks=DEFAULT_KS) -> dict[s
     `ground_truth` is a csr matrix (rows x items) or a 1-D array of one target item per row.
     """
     ks = tuple(sorted(ks))
-    top = topk(scores, max(ks), exclude)
+    return metrics_from_top(topk(scores, max(ks), exclude), ground_truth, ks)
+
+
+def metrics_from_top(top: np.ndarray, ground_truth, ks=DEFAULT_KS) -> dict[str, float]:
+    """`ranking_metrics` from best-first top lists (n, >= max(ks)), e.g. an approximate retrieval's."""
+    ks = tuple(sorted(ks))
+    top = np.asarray(top)
+    if top.shape[1] < max(ks):
+        raise ValueError(f"top lists have {top.shape[1]} items, fewer than K = {max(ks)}")
     hits, n_rel = _relevance(top, ground_truth)
     valid = n_rel > 0
     discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))

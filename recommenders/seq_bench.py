@@ -12,7 +12,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import yaml
@@ -20,7 +20,7 @@ import yaml
 from .base import model_class
 from .datasets import load_seq
 from .errors import InputError
-from .metrics import ranking_metrics
+from .metrics import metrics_from_top, ranking_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 ALIASES = {"mostpop": "seq-mostpop", "pop": "seq-mostpop"}
@@ -63,6 +63,27 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
 
 
+def variant_name(sampler: str, steps: int, retrieval: str = "exact", n_probe: int | None = None) -> str:
+    """'ddim@5' (all items scored), 'ddim@5/ivf3' (top-k from the IVF index, n_probe 3), '-' (no sampler)."""
+    base = f"{sampler}@{steps}" if steps else "-"
+    return base if retrieval == "exact" else f"{base}/{retrieval}{n_probe}"
+
+
+def parse_variant(name: str) -> tuple[str, int, str]:
+    """(sampler, steps, retrieval) of a `variant_name`."""
+    head, _, tail = name.partition("/")
+    sampler, _, steps = head.partition("@")
+    return sampler, int(steps) if steps else 0, "ivf" if tail.startswith("ivf") else "exact"
+
+
+def _timed_top(model, split, k: int, **kwargs) -> tuple[np.ndarray, float]:
+    """Top-k lists from `recommend` (e.g. retrieval="ivf") and ms per 1,000 rows, warm-up untimed."""
+    model.recommend(split.seq[:256], split.seq_len[:256], k=k, **kwargs)
+    start = time.perf_counter()
+    top = model.recommend(split.seq, split.seq_len, k=k, **kwargs)
+    return top, (time.perf_counter() - start) * 1000.0 / len(split) * 1000.0
+
+
 def _timed_scores(model, split, **kwargs) -> tuple[np.ndarray, float]:
     model.score(split.seq[:256], split.seq_len[:256], **kwargs)  # warm-up (first-call allocations), untimed
     start = time.perf_counter()
@@ -84,23 +105,39 @@ def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path |
     return model_obj, data, cfg, {"model_key": key, **log}
 
 
-def evaluate_seq(model, split, *, ks=(10, 20, 50), single_rows: int = 20, **score_kwargs) -> dict:
-    """Metrics (all items ranked) on a SeqSplit, plus latency: ms per 1,000 rows end to end
-    (history encoding, sampling, scores over all items) and the median ms for one history.
+def evaluate_seq(model, split, *, ks=(10, 20, 50), single_rows: int = 20, retrieval: str = "exact",
+                 n_probe: int | None = None, **score_kwargs) -> dict:
+    """Metrics on a SeqSplit, plus latency: ms per 1,000 rows end to end and the median ms for one history.
 
-    `score_kwargs` (sampler, steps, guidance, seed) go to diffusion models only.
+    "exact" ranks all items (history encoding, sampling, scores over all items; top-k not timed);
+    "ivf" (DreamRec) times `recommend(retrieval="ivf")`, top-max(ks) lists included, and computes
+    the same metrics from those lists. `score_kwargs` (sampler, steps, guidance, seed) go to
+    diffusion models only.
     """
     kwargs = score_kwargs if model.name in DIFFUSION else {}
-    scores, ms = _timed_scores(model, split, **kwargs)
-    out: dict = ranking_metrics(scores, split.target, ks=ks)
+    if retrieval not in ("exact", "ivf"):
+        raise InputError(f"retrieval must be exact or ivf, got {retrieval!r}")
+    if retrieval == "ivf":
+        if model.name not in DIFFUSION:
+            raise InputError(f"IVF retrieval is for DreamRec; {model.name} ranks all items")
+        kwargs = {**kwargs, "retrieval": "ivf", "n_probe": n_probe or model.config.n_probe}
+        top, ms = _timed_top(model, split, max(ks), **kwargs)
+        out: dict = metrics_from_top(top, split.target, ks=ks)
+        out["n_probe"] = kwargs["n_probe"]
+        one = lambda i: model.recommend(split.seq[i:i + 1], split.seq_len[i:i + 1], k=max(ks), **kwargs)  # noqa: E731
+    else:
+        scores, ms = _timed_scores(model, split, **kwargs)
+        out = ranking_metrics(scores, split.target, ks=ks)
+        one = lambda i: model.score(split.seq[i:i + 1], split.seq_len[i:i + 1], **kwargs)  # noqa: E731
     out["rows"] = len(split)
     out["infer_ms_per_1k"] = ms
     if hasattr(model, "timing"):
-        out["sample_ms_per_1k"] = model.timing["sample_s"] * 1e6 / len(split)
+        for part in ("encode", "sample", "rank"):
+            out[f"{part}_ms_per_1k"] = model.timing[f"{part}_s"] * 1e6 / len(split)
     times = []
     for i in range(min(single_rows, len(split))):
         start = time.perf_counter()
-        model.score(split.seq[i:i + 1], split.seq_len[i:i + 1], **kwargs)
+        one(i)
         times.append((time.perf_counter() - start) * 1000.0)
     if times:
         out["single_row_ms"] = float(np.median(times))
@@ -123,7 +160,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                   progress: bool = True, samplers: list[str] | None = None, *,
                   partial: Callable[[dict], None] | None = None, overrides: dict | None = None,
                   first_seed: int = 0, save_dir: str | Path | None = None,
-                  seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None) -> dict:
+                  seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None,
+                  retrieval: Sequence[str] = ("exact",)) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
@@ -134,6 +172,9 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     Diffusion models are also scored on the VALIDATION split for every (sampler, steps) candidate of
     the YAML's `bench.select_samplers` x `bench.select_steps` (or `select`); the summary's `chosen_on_valid` is the
     candidate with the best mean validation metric, and its test figures are the headline.
+    With "ivf" in `retrieval`, every DDIM / DPM-Solver++ variant is also run with the model's IVF
+    top-k retrieval (`variant_name(..., "ivf", n_probe)`: metrics from its top lists, time includes
+    the top-k); DDPM stays exact, as the reference.
     """
     from tqdm.auto import tqdm
 
@@ -150,6 +191,9 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     if select is None:
         select = [(sm, int(n)) for sm in bench.get("select_samplers", []) for n in bench.get("select_steps", [])]
     select_key = cfg.get("target_metric", "hr@20")
+    for r in retrieval:
+        if r not in ("exact", "ivf"):
+            raise InputError(f"unknown retrieval {r!r} (use exact, ivf)")
     for s in samplers:
         if s not in ("ddpm", "ddim", "dpmsolver"):
             raise InputError(f"unknown sampler {s!r} (use ddpm, ddim, dpmsolver)")
@@ -197,10 +241,16 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
             kwargs = {"sampler": sampler, "steps": n, "seed": seed} if sampler != "-" else {}
             scores, ms = _timed_scores(model, data.test, **kwargs)
             metrics = ranking_metrics(scores, data.test.target, ks=ks)
-            v = run["variants"][f"{sampler}@{n}" if n else "-"] = {"metrics": metrics, "infer_ms_per_1k": ms}
+            v = run["variants"][variant_name(sampler, n)] = {"metrics": metrics, "infer_ms_per_1k": ms}
             if hasattr(model, "timing"):  # diffusion: where that time went (encoding, reverse process, scoring)
                 for part in ("encode", "sample", "rank"):
                     v[f"{part}_ms_per_1k"] = model.timing[f"{part}_s"] * 1e6 / len(data.test)
+            if "ivf" in retrieval and base in DIFFUSION and sampler != "ddpm":
+                probe = model.config.n_probe
+                ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, retrieval="ivf", n_probe=probe, **kwargs)
+                run["variants"][variant_name(sampler, n, "ivf", probe)] = {
+                    "metrics": {k: ev[k] for k in metrics}, "infer_ms_per_1k": ev["infer_ms_per_1k"],
+                    **{f"{part}_ms_per_1k": ev[f"{part}_ms_per_1k"] for part in ("encode", "sample", "rank")}}
         entry["runs"].append(run)
         _summarise(entry)
         if partial is not None:
@@ -254,8 +304,17 @@ def summarise_targets(result: dict, cfg: dict) -> dict:
                 "test_mean": test.get("mean"), "test_std": test.get("std"),
                 "infer_ms_per_1k": test.get("infer_ms_per_1k", {}).get("mean"),
                 "why": f"best mean validation {key} over seeds among {', '.join(valid)} (test never used)"}
-        full = {v: s for v, s in variants.items() if v.startswith("ddpm@") and int(v.split("@")[1]) >= ref_steps}
-        fast = {v: s for v, s in variants.items() if v.split("@")[0] != "ddpm" and int(v.split("@")[1]) <= 20}
+            ivf = next((v for v in variants if v.startswith(chosen + "/ivf")), None)
+            ref = variants.get(f"ddpm@{ref_steps}")
+            if ivf is not None:  # the same sampler with IVF top-k retrieval (n_probe from the model's config)
+                out["chosen_on_valid"][name]["with_ivf"] = {
+                    "variant": ivf, "test_mean": variants[ivf]["mean"], "test_std": variants[ivf]["std"],
+                    "infer_ms_per_1k": variants[ivf]["infer_ms_per_1k"]["mean"],
+                    **({f"speedup_vs_ddpm@{ref_steps}": ref["infer_ms_per_1k"]["mean"]
+                        / variants[ivf]["infer_ms_per_1k"]["mean"]} if ref else {})}
+        parsed = {v: parse_variant(v) for v in variants}
+        full = {v: s for v, s in variants.items() if parsed[v][0] == "ddpm" and parsed[v][1] >= ref_steps}
+        fast = {v: s for v, s in variants.items() if parsed[v][0] != "ddpm" and 0 < parsed[v][1] <= 20}
         ref = variants.get(f"ddpm@{ref_steps}")
         if not full or not fast or ref is None:
             continue
@@ -270,7 +329,7 @@ def summarise_targets(result: dict, cfg: dict) -> dict:
             f"speedup_vs_ddpm@{ref_steps}": {v: ref["infer_ms_per_1k"]["mean"] / s["infer_ms_per_1k"]["mean"]
                                               for v, s in fast.items()},
             # machine-independent: every sampler here makes one denoiser call per step (two with guidance)
-            f"denoiser_calls_ratio_vs_ddpm@{ref_steps}": {v: ref_steps / int(v.split("@")[1]) for v in fast},
+            f"denoiser_calls_ratio_vs_ddpm@{ref_steps}": {v: ref_steps / parsed[v][1] for v in fast},
             f"sampling_speedup_vs_ddpm@{ref_steps}": {
                 v: ref["sample_ms_per_1k"]["mean"] / s["sample_ms_per_1k"]["mean"]
                 for v, s in fast.items() if "sample_ms_per_1k" in s and "sample_ms_per_1k" in ref},
@@ -344,6 +403,12 @@ def format_table(result: dict) -> str:
         if c.get("test_mean"):
             out.append(f"{name} headline: {c['variant']} chosen on validation ({key} {100 * c[f'valid_{key}']:.2f}%); "
                        f"test {key} {100 * c['test_mean'][key]:.2f}±{100 * c['test_std'][key]:.2f}%")
+        if c.get("with_ivf"):
+            w = c["with_ivf"]
+            speed = next((f"; {x:.1f}x faster than {k.split('_vs_')[1]}" for k, x in w.items()
+                          if k.startswith("speedup")), "")
+            out.append(f"{name} with IVF retrieval: {w['variant']} test {key} {100 * w['test_mean'][key]:.2f}"
+                       f"±{100 * w['test_std'][key]:.2f}%, {w['infer_ms_per_1k']:.1f} ms/1k rows{speed}")
     for name, s in result.get("summary", {}).items():
         if isinstance(s, dict) and "best_fast" in s:
             speed = ", ".join(f"{v} {x:.0f}x" for v, x in s[next(k for k in s if k.startswith("speedup"))].items())

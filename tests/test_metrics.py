@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommenders.metrics import coverage, mask_seen, mean_popularity, ranking_metrics, topk
+from recommenders.metrics import coverage, mask_seen, mean_popularity, metrics_from_top, ranking_metrics, topk
 
 
 def csr(rows, n_items):
@@ -63,6 +63,16 @@ def test_single_target_ground_truth():
     assert m["hr@3"] == pytest.approx(0.5)
     assert m["recall@3"] == pytest.approx(0.5)
     assert m["ndcg@3"] == pytest.approx((1 / math.log2(4)) / 2)
+
+
+def test_metrics_from_top_lists_match_and_need_enough_items():
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
+    target = np.array([2, 3])
+    top = np.array([[1, 3, 2], [0, 1, 2]])  # best first: target 2 at rank 3 for row 0, row 1 misses
+    assert metrics_from_top(top, target, ks=(1, 3)) == ranking_metrics(scores, target, ks=(1, 3))
+    assert metrics_from_top(top, target, ks=(3,))["ndcg@3"] == pytest.approx((1 / math.log2(4)) / 2)
+    with pytest.raises(ValueError, match="fewer than K"):
+        metrics_from_top(top[:, :2], target, ks=(3,))
 
 
 def test_all_ks_reported():

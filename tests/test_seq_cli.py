@@ -117,6 +117,18 @@ def test_eval_of_dreamrec_takes_sampler_steps_and_the_valid_split(folder, tmp_pa
     assert "--steps" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--steps", "999"], capsys)
     assert "euler" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--sampler", "euler"], capsys)
     assert "--split" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--split", "x"], capsys)
+    # IVF retrieval probing every list returns the exact top lists: the same metrics, from top lists
+    code, text = run(["eval", "--model-dir", str(out), "--data", str(folder), "--split", "valid", "--sampler",
+                      "dpmsolver", "--steps", "2", "--retrieval", "ivf", "--n-probe", "100", "--json"])
+    assert code == 0, text
+    iv = json.loads(text)
+    assert iv["retrieval"] == "ivf" and iv["n_probe"] == 100 and iv["infer_ms_per_1k"] > 0
+    for key in ("hr@10", "ndcg@20", "recall@5"):
+        assert iv[key] == pytest.approx(ev[key], abs=1e-12), key
+    assert "--retrieval" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--retrieval",
+                                        "hnsw"], capsys)
+    assert "--n-probe" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--retrieval", "ivf",
+                                      "--n-probe", "0"], capsys)
 
 
 def test_eval_refuses_a_data_set_with_another_item_count(folder, tmp_path, capsys):
@@ -125,6 +137,10 @@ def test_eval_refuses_a_data_set_with_another_item_count(folder, tmp_path, capsy
     other = write_folder(tmp_path / "other", n_items=N_ITEMS + 5)
     assert "items" in user_error(["eval", "--model-dir", str(out), "--data", str(other)], capsys)
     assert "config.json" in user_error(["eval", "--model-dir", str(tmp_path / "nothing"), "--data", str(folder)],
+                                       capsys)
+    assert "dreamrec" in user_error(["eval", "--model-dir", str(out), "--data", str(folder), "--retrieval", "ivf"],
+                                    capsys)
+    assert "--retrieval" in user_error(["bench", "--data", str(folder), "--models", "mostpop", "--retrieval", "x"],
                                        capsys)
 
 
@@ -183,6 +199,29 @@ def test_bench_chooses_the_sampler_on_validation(folder):
     assert "chosen on validation" in format_table(res)
     v = run_["variants"]["ddim@5"]
     assert v["encode_ms_per_1k"] > 0 and v["rank_ms_per_1k"] > 0
+
+
+def test_bench_times_fast_samplers_with_ivf_retrieval(folder):
+    from recommenders.seq_bench import format_table, parse_variant, run_seq_bench
+
+    fast = {"dreamrec": dict(hidden=16, epochs=1, num_train_timesteps=50, batch_size=256, n_probe=2)}
+    res = run_seq_bench(str(folder), ["dreamrec"], 1, [50, 5], progress=False, samplers=["ddpm", "ddim"],
+                        overrides=fast, select=[("ddim", 5)], retrieval=["exact", "ivf"])
+    variants = res["models"]["dreamrec"]["runs"][0]["variants"]
+    assert set(variants) == {"ddpm@50", "ddpm@5", "ddim@50", "ddim@5", "ddim@50/ivf2", "ddim@5/ivf2"}  # DDPM stays exact
+    assert parse_variant("ddim@5/ivf2") == ("ddim", 5, "ivf")
+    ivf, exact = variants["ddim@5/ivf2"], variants["ddim@5"]
+    assert set(ivf["metrics"]) == set(exact["metrics"]) and ivf["infer_ms_per_1k"] > 0 and ivf["rank_ms_per_1k"] > 0
+    with_ivf = res["summary"]["chosen_on_valid"]["dreamrec"]["with_ivf"]
+    assert with_ivf["variant"] == "ddim@5/ivf2" and with_ivf["test_mean"] == res["models"]["dreamrec"]["variants"][
+        "ddim@5/ivf2"]["mean"]
+    assert "with IVF retrieval: ddim@5/ivf2" in format_table(res)
+    # probing every list is exact retrieval: the same metrics as scoring all items
+    res = run_seq_bench(str(folder), ["dreamrec"], 1, [5], progress=False, samplers=["ddim"], select=[],
+                        overrides={"dreamrec": {**fast["dreamrec"], "n_probe": 100}}, retrieval=["exact", "ivf"])
+    variants = res["models"]["dreamrec"]["runs"][0]["variants"]
+    for key, value in variants["ddim@5"]["metrics"].items():
+        assert variants["ddim@5/ivf100"]["metrics"][key] == pytest.approx(value, abs=1e-12), key
 
 
 @pytest.mark.parametrize("n_layers,n_heads", [(1, 2), (2, 4), (1, 1)])

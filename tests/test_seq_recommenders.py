@@ -153,6 +153,39 @@ def test_encoder_last_position_shortcut_matches_the_full_transformer(n_layers):
         torch.testing.assert_close(enc(seq, seq_len), enc.forward_full(seq, seq_len), rtol=1e-4, atol=1e-5)
 
 
+def test_encoder_projection_table_follows_weight_updates_and_size_cap():
+    """The one-block encoder reads its attention inputs from a per-(item, position) table at
+    inference; it must match the full transformer, refresh after an optimiser step or a load, and
+    be skipped (same result, computed per row) when it would be too large."""
+    from recommenders.sasrec import SeqEncoder
+
+    torch.manual_seed(0)
+    enc = SeqEncoder(N_ITEMS, 8, 16, 1, 2, 0.0)
+    seq = torch.randint(0, N_ITEMS + 1, (32, 8))
+    seq_len = torch.randint(1, 9, (32,))
+    enc.eval()
+    with torch.no_grad():
+        before = enc(seq, seq_len)
+    assert enc._table is not None  # the table path ran
+    opt = torch.optim.SGD(enc.parameters(), lr=0.5)
+    enc.train()
+    enc(seq, seq_len).square().sum().backward()
+    opt.step()
+    enc.eval()
+    with torch.inference_mode():
+        after = enc(seq, seq_len)
+        full = enc.forward_full(seq, seq_len)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, full, rtol=1e-4, atol=1e-5)
+    other = SeqEncoder(N_ITEMS, 8, 16, 1, 2, 0.0).eval()
+    enc.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(enc(seq, seq_len), other.forward_full(seq, seq_len), rtol=1e-4, atol=1e-5)
+        enc.table_max_bytes = 0
+        assert enc.projection_table() is None
+        torch.testing.assert_close(enc(seq, seq_len), other.forward_full(seq, seq_len), rtol=1e-4, atol=1e-5)
+
+
 def test_bench_runs_every_sampler_and_merges(data, tmp_path):
     import json
 

@@ -85,7 +85,8 @@ def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
         typer.echo(f"saved {rec.name} to {out} in {seconds:.1f}s; test {k.upper()} {t[k]:.4f}")
 
 
-def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, as_json, json_out) -> None:
+def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, retrieval, n_probe, as_json,
+              json_out) -> None:
     """`rec eval` for a saved next-item model: metrics on a split, ms per 1,000 rows, one-row latency."""
     from recommenders.datasets import load_seq
     from recommenders.seq_bench import evaluate_seq, load_bench_config
@@ -106,10 +107,16 @@ def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, as_js
             raise InputError(f"--sampler must be ddpm, ddim or dpmsolver, got {sampler!r}")
         if not 1 <= steps <= rec.config.num_train_timesteps:
             raise InputError(f"--steps must be in 1..{rec.config.num_train_timesteps}, got {steps}")
+    if retrieval not in ("exact", "ivf"):
+        raise InputError(f"--retrieval must be exact or ivf, got {retrieval!r}")
+    if retrieval == "ivf" and rec.name != "dreamrec":
+        raise InputError(f"--retrieval ivf is for dreamrec; {rec.name} ranks all items")
+    if n_probe is not None and n_probe < 1:
+        raise InputError(f"--n-probe must be at least 1, got {n_probe}")
     result = {"task": "seq", "model": rec.name, "model_dir": str(model_dir), "data": data, "split": split,
-              **({"sampler": kwargs["sampler"], "steps": kwargs["steps"],
+              **({"sampler": kwargs["sampler"], "steps": kwargs["steps"], "retrieval": retrieval,
                   "guidance": rec.config.guidance if guidance is None else guidance} if kwargs else {}),
-              **evaluate_seq(rec, getattr(splits, split), ks=ks, **kwargs)}
+              **evaluate_seq(rec, getattr(splits, split), ks=ks, retrieval=retrieval, n_probe=n_probe, **kwargs)}
     _emit(result, as_json, json_out)
     if not as_json:
         for key, value in result.items():
@@ -180,6 +187,10 @@ def eval_(
     steps: Optional[int] = typer.Option(None, "--steps", help="DreamRec: reverse steps (default: saved)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="DreamRec: guidance weight w (default: saved)."),
     sample_seed: Optional[int] = typer.Option(None, "--sample-seed", help="DreamRec: seed of the sampling noise."),
+    retrieval: str = typer.Option("exact", "--retrieval",
+                                  help="DreamRec: exact (score all items) or ivf (top-k from the k-means index)."),
+    n_probe: Optional[int] = typer.Option(None, "--n-probe", help="DreamRec with --retrieval ivf: lists probed "
+                                                                  "(default: saved, 3 on zhihu)."),
     threads: int = typer.Option(1, "--threads"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     json_out: Optional[Path] = typer.Option(None, "--json-out"),
@@ -193,7 +204,8 @@ def eval_(
     _threads(threads)
     rec = _Saveable.load(model_dir)
     if isinstance(rec, SequentialRecommender):
-        _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, sample_seed, as_json, json_out)
+        _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, sample_seed, retrieval, n_probe, as_json,
+                  json_out)
         return
     if not isinstance(rec, CFRecommender):
         raise InputError("not a recommender folder", model_dir)
@@ -227,6 +239,9 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir",
                                             help="Sequential bench: keep each model in DIR/<model>-seed<k>/."),
+    retrieval: str = typer.Option("exact", "--retrieval",
+                                  help="Sequential bench: exact, or exact,ivf to also time DreamRec's fast "
+                                       "samplers with IVF top-k retrieval."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
     from recommenders.io import atomic_write_json
@@ -243,8 +258,12 @@ def bench(
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
         chosen_seeds = _int_list(seed_list, "--seed-list", "3,4") if seed_list else None
+        modes = [r.strip() for r in retrieval.split(",") if r.strip()]
+        bad = [r for r in modes if r not in ("exact", "ivf")]
+        if bad or not modes:
+            raise InputError(f"--retrieval takes exact and/or ivf, e.g. exact,ivf; got {retrieval!r}")
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
-                                         seed_list=chosen_seeds, save_dir=save_dir)
+                                         seed_list=chosen_seeds, save_dir=save_dir, retrieval=modes)
         table = seq_bench.format_table(result)
     else:
         from recommenders.bench import format_table, run_cf_bench
@@ -260,7 +279,8 @@ def bench(
         f"--{k} {v}" for k, v in [("data", data), ("models", models), ("seeds", seeds)])
     if "selection" in result:  # sequential bench: the options that shaped it
         shaped = [("task", None if task == "auto" else task), ("seed-list", seed_list),
-                  ("sampling-steps", sampling_steps), ("save-dir", save_dir)]
+                  ("sampling-steps", sampling_steps), ("save-dir", save_dir),
+                  ("retrieval", None if retrieval == "exact" else retrieval)]
         result["command"] += "".join(f" --{k} {v}" for k, v in shaped if v is not None)
     if json_path:
         atomic_write_json(json_path, result)
