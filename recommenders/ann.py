@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -27,6 +28,26 @@ class TopK(NamedTuple):
 
     scores: torch.Tensor
     ids: torch.Tensor
+
+
+def topk_rows(scores: torch.Tensor, k: int) -> TopK:
+    """The k largest entries of each row, best first: `scores.topk(k, dim=1)`, faster on a CPU.
+
+    On a CPU, torch.topk costs about 5 us per row for k = 50 of ~500 candidates, as much as scoring
+    them; numpy's introselect (argpartition) followed by a sort of the k selected takes a half to a
+    third of that (not for thousands of columns: there torch.topk is as fast). Equal scores may be
+    returned in another order than torch's, deterministically. Other devices use torch.topk.
+    """
+    k = min(int(k), scores.shape[1])
+    if scores.device.type != "cpu" or k == 0:
+        top = scores.topk(k, dim=1)
+        return TopK(top.values, top.indices)
+    a = scores.detach().numpy()
+    part = np.argpartition(a, a.shape[1] - k, axis=1)[:, a.shape[1] - k:]        # the k largest, unordered
+    vals = np.take_along_axis(a, part, 1)
+    order = np.argsort(-vals, axis=1, kind="stable")                               # best first
+    return TopK(torch.from_numpy(np.take_along_axis(vals, order, 1)),
+                torch.from_numpy(np.take_along_axis(part, order, 1)))
 
 
 def kmeans(x: torch.Tensor, n_clusters: int, *, n_iter: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,11 +167,11 @@ class IVFIndex:
                 cand = self.lists[probe].view(b, width)
                 ex = exclude[i:i + rows]
                 s.masked_fill_((cand[:, :, None] == ex[:, None, :]).any(2) & (cand >= 0), float("-inf"))
-            top = s.topk(k, dim=1)
-            scores[i:i + rows] = top.values
+            top = topk_rows(s, k)
+            scores[i:i + rows] = top.scores
             # position j of a row's candidates is slot j % cap of its (j // cap)-th probed list
-            lists = probe.gather(1, torch.div(top.indices, self.cap, rounding_mode="floor"))
-            ids[i:i + rows] = self.lists[lists, top.indices % self.cap]
+            lists = probe.gather(1, torch.div(top.ids, self.cap, rounding_mode="floor"))
+            ids[i:i + rows] = self.lists[lists, top.ids % self.cap]
         return TopK(scores, ids)
 
 

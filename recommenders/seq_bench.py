@@ -161,7 +161,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                   partial: Callable[[dict], None] | None = None, overrides: dict | None = None,
                   first_seed: int = 0, save_dir: str | Path | None = None,
                   seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None,
-                  retrieval: Sequence[str] = ("exact",)) -> dict:
+                  retrieval: Sequence[str] = ("exact",), resume: Sequence[str | Path] = ()) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
@@ -175,6 +175,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     With "ivf" in `retrieval`, every DDIM / DPM-Solver++ variant is also run with the model's IVF
     top-k retrieval (`variant_name(..., "ivf", n_probe)`: metrics from its top lists, time includes
     the top-k); DDPM stays exact, as the reference.
+    `resume`: earlier JSONs of this bench (e.g. the --json of a run that was stopped) whose finished
+    (model, seed) runs are reused instead of retrained; they must have been run with the same options.
     """
     from tqdm.auto import tqdm
 
@@ -200,6 +202,10 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     if any(int(n) < 1 for n in steps):
         raise InputError("--sampling-steps must be positive integers")
     resolved = [resolve_model(m, cfg) for m in models]
+    options = {"samplers": list(samplers), "sampling_steps": [int(n) for n in steps],
+               "select": [f"{sm}@{n}" for sm, n in select], "retrieval": list(retrieval),
+               "overrides": overrides or {}}
+    previous = _previous_runs(resume, data.name, options)
     result = {
         "data": data.name, "spec": str(spec), "n_items": data.n_items,
         "rows": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
@@ -208,7 +214,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                     "(history encoding, sampling, scores over all items; top-k excluded)",
         "ks": list(ks), "headline": cfg.get("headline", ["hr", "ndcg"]), "seeds_requested": len(seed_list),
         "selection": {"candidates": [f"{sm}@{n}" for sm, n in select], "metric": select_key, "split": "valid"},
-        "config_file": cfg["_path"], "published": cfg.get("published", {}), "models": {},
+        "config_file": cfg["_path"], "published": cfg.get("published", {}), "models": {}, "options": options,
         "environment": {"torch_threads": _threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
                         "python": platform.python_version(), "started": _now()},
     }
@@ -220,7 +226,16 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
             hp = {**hp, **(overrides or {}).get(key, {})}
             if seed == seed_list[0] or not getattr(model_class(base), "deterministic", False):
                 jobs.append((key, base, hp, seed))
+    if resume:
+        result["resumed_from"] = [str(p) for p in resume]
     for key, base, hp, seed in tqdm(jobs, desc="seq bench", disable=not progress):
+        if (key, seed) in previous:
+            done_entry, run = previous[(key, seed)]
+            entry = result["models"].setdefault(key, {k: v for k, v in done_entry.items() if k in ("model", "hyperparameters")}
+                                                | {"runs": []})
+            entry["runs"].append(run)
+            _summarise(entry)
+            continue
         model = model_class(base)(**hp)
         log = model.fit(data, seed=seed, progress=progress)
         if save_dir is not None:
@@ -258,6 +273,30 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     result["environment"]["finished"] = _now()
     result["summary"] = summarise_targets(result, cfg)
     return result
+
+
+def _previous_runs(paths: Sequence[str | Path], data_name: str, options: dict) -> dict:
+    """{(model key, seed): (model entry, run)} from earlier bench JSONs run with the same options."""
+    import json
+
+    done: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            continue  # resuming a bench that never wrote anything: start fresh
+        try:
+            old = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"not a bench JSON ({e})", path) from None
+        if not isinstance(old, dict) or old.get("data") != data_name:
+            raise InputError(f"not a sequential bench of {data_name}", path)
+        if old.get("options") != options:
+            raise InputError("was run with other options (samplers, steps, retrieval or overrides); "
+                             "resume with the same ones", path)
+        for key, entry in old.get("models", {}).items():
+            for run in entry.get("runs", []):
+                done.setdefault((key, run["seed"]), (entry, run))
+    return done
 
 
 def _summarise(entry: dict) -> None:

@@ -116,3 +116,16 @@ def test_dreamrec_retrieval_setting_is_checked():
         model_class("dreamrec")(retrieval="hnsw")
     with pytest.raises(InputError):
         model_class("dreamrec")(n_probe=0)
+
+
+def test_topk_rows_matches_torch_topk():
+    from recommenders.ann import topk_rows
+
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(300, 545, generator=gen)
+    s[:, 500:] = float("-inf")  # padding slots, as in the IVF candidates
+    got, ref = topk_rows(s, 50), s.topk(50, dim=1)
+    assert torch.equal(got.scores, ref.values)
+    assert torch.equal(s.gather(1, got.ids), got.scores)  # the ids point at those scores
+    assert (got.scores[:, :-1] >= got.scores[:, 1:]).all()  # best first
+    assert topk_rows(s[:, :7], 20).ids.shape == (300, 7)  # k is capped at the number of columns

@@ -240,3 +240,39 @@ def test_inference_attention_matches_multihead_attention(n_layers, n_heads):
         layer.train()
         layer.dropout.p = layer.dropout1.p = layer.dropout2.p = layer.self_attn.dropout = 0.0
         torch.testing.assert_close(fast, last_query_block(layer, x, pos), rtol=1e-4, atol=1e-5)  # the MHA path
+
+
+def test_bench_resumes_finished_runs_and_refuses_other_options(folder, tmp_path, monkeypatch):
+    """A stopped sequential bench picks up from its --json: finished (model, seed) runs are reused."""
+    from recommenders import seq_bench
+    from recommenders.errors import InputError
+    from recommenders.io import atomic_write_json
+
+    fast = {"dreamrec": dict(hidden=16, epochs=1, num_train_timesteps=50, batch_size=256)}
+    out = tmp_path / "bench.json"
+    kwargs = dict(progress=False, samplers=["ddim"], overrides=fast, select=[("ddim", 2)])
+    first = seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [5], **kwargs,
+                                    partial=lambda r: atomic_write_json(out, r))
+    fits = []
+    real = seq_bench.model_class
+
+    def counting(name):
+        cls = real(name)
+
+        class Counted(cls):
+            def fit(self, *a, **k):
+                fits.append(k.get("seed"))
+                return super().fit(*a, **k)
+        return Counted
+
+    monkeypatch.setattr(seq_bench, "model_class", counting)
+    again = seq_bench.run_seq_bench(str(folder), ["dreamrec"], 2, [5], **kwargs, resume=[out])
+    assert fits == [1]  # seed 0 came from the JSON, only seed 1 was trained
+    runs = again["models"]["dreamrec"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[0] == first["models"]["dreamrec"]["runs"][0]
+    assert again["resumed_from"] == [str(out)]
+    with pytest.raises(InputError, match="other options"):
+        seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [10], **kwargs, resume=[out])
+    out.write_text("{not json")
+    with pytest.raises(InputError, match="not a bench JSON"):
+        seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [5], **kwargs, resume=[out])

@@ -258,12 +258,16 @@ def bench(
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
         chosen_seeds = _int_list(seed_list, "--seed-list", "3,4") if seed_list else None
+        if report_only:
+            raise InputError("--report-only is for CF benches; a sequential bench with --resume reuses its "
+                             "finished runs and trains only the missing ones")
         modes = [r.strip() for r in retrieval.split(",") if r.strip()]
         bad = [r for r in modes if r not in ("exact", "ivf")]
         if bad or not modes:
             raise InputError(f"--retrieval takes exact and/or ivf, e.g. exact,ivf; got {retrieval!r}")
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
-                                         seed_list=chosen_seeds, save_dir=save_dir, retrieval=modes)
+                                         seed_list=chosen_seeds, save_dir=save_dir, retrieval=modes,
+                                         resume=[p.strip() for p in (resume or "").split(",") if p.strip()])
         table = seq_bench.format_table(result)
     else:
         from recommenders.bench import format_table, run_cf_bench
