@@ -26,7 +26,10 @@ def macs_per_row(model) -> dict:
     ff = net.encoder.blocks.layers[-1].linear1.out_features
     full_layers = cfg.n_layers - 1  # all but the last block run at every position
     per_pos_full = 4 * D * D + 2 * D * ff + 2 * L * D
-    last = 2 * L * D * D + 2 * D * D + 2 * L * D + 2 * D * ff  # K/V at L positions; Q, out, FFN at one
+    # a one-block encoder reads Q, K and V from its per-(item, position) table (SeqEncoder.projection_table)
+    tabled = cfg.n_layers == 1 and net.encoder.projection_table() is not None
+    kvq = 0 if tabled else 2 * L * D * D + D * D
+    last = kvq + D * D + 2 * L * D + 2 * D * ff  # K/V at L positions and Q at one (unless tabled); out, FFN at one
     return {"encode": full_layers * L * per_pos_full + last + D * width,  # + the condition's projection
             "denoiser_step": 2 * D * width,  # in_x and out; the timestep part is per step, not per row
             "score_all_items": D * cfg.n_items}

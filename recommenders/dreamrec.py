@@ -338,9 +338,9 @@ class DreamRec(NextItemModel):
                                  n_iter=cfg.ivf_iters, seed=cfg.ivf_seed)
         return self._ivf
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
         self._ivf = None
-        return super().fit(data, seed=seed, progress=progress)
+        return super().fit(data, seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
 
     def load_state_tensors(self, tensors: dict) -> None:
         self._ivf = None

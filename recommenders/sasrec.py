@@ -9,8 +9,10 @@ sampled negative with binary cross-entropy (Klenitskiy & Vasilev, RecSys 2023).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .base import SequentialRecommender
+from .checkpoint import (EpochCheckpoint, fingerprint, load_optimizer, optimizer_tensors, restore_rng, rng_tensors,
+                         strip_prefix, with_prefix)
 from .condition import PreferenceCondition, condition_from_scores
 from .errors import InputError
 from .metrics import ranking_metrics
@@ -197,8 +201,13 @@ class NextItemModel(SequentialRecommender):
         if data.train.seq.shape[1] > self.config.max_len:
             raise InputError(f"histories are {data.train.seq.shape[1]} long, max_len is {self.config.max_len}")
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train on data.train with AdamW; keep the epoch with the best validation HR@K."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
+        """Train on data.train with AdamW; keep the epoch with the best validation HR@K.
+
+        With `checkpoint_dir`, every epoch is checkpointed there and a later call with the same
+        settings, data and seed resumes after the last finished epoch, ending with the same weights
+        as an uninterrupted run (`recommenders.checkpoint`); the caller removes it when done.
+        """
         self._check_data(data)
         cfg = self.config
         cfg.n_items = data.n_items
@@ -210,10 +219,31 @@ class NextItemModel(SequentialRecommender):
         gen = torch.Generator().manual_seed(seed)
         key = f"hr@{cfg.select_k}"
         best, best_state, best_epoch, history, bad = -1.0, None, 0, [], 0
-        start = time.perf_counter()
+        first, stopped, elapsed = 1, False, 0.0
+        ckpt = None
+        if checkpoint_dir is not None:
+            ckpt = EpochCheckpoint(checkpoint_dir, fingerprint(
+                model=self.name, config=dataclasses.asdict(cfg), seed=seed, train_seq=data.train.seq,
+                train_len=data.train.seq_len, train_target=data.train.target, valid_seq=data.valid.seq,
+                valid_len=data.valid.seq_len, valid_target=data.valid.target))
+            saved = ckpt.load()
+            if saved is not None:
+                tensors, state = saved
+                self.net.load_state_dict(strip_prefix("net.", tensors))
+                load_optimizer(opt, tensors, state["optimizer"])
+                best_state = strip_prefix("best.", tensors) or None
+                restore_rng(gen, tensors)
+                best, best_epoch, bad, history = state["best"], state["best_epoch"], state["bad"], state["history"]
+                first, stopped, elapsed = state["epoch"] + 1, state["stopped"], state["seconds"]
+                if progress:
+                    tqdm.write(f"{self.name}: resuming after epoch {state['epoch']} from {checkpoint_dir}")
+        start = time.perf_counter() - elapsed
         n_batches = (len(target) + cfg.batch_size - 1) // cfg.batch_size
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"{self.name} fit", disable=not progress, leave=False)
+        bar = tqdm(range(first, cfg.epochs + 1), desc=f"{self.name} fit", disable=not progress or stopped,
+                   leave=False, initial=first - 1, total=cfg.epochs)
         for epoch in bar:
+            if stopped:
+                break
             self.net.train()
             perm = torch.randperm(len(target), generator=gen)
             total = 0.0
@@ -239,7 +269,14 @@ class NextItemModel(SequentialRecommender):
             if progress:
                 bar.write(f"{self.name} epoch {epoch}: " + ", ".join(
                     f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
-            if bad >= cfg.patience or (cfg.max_train_seconds and record["seconds"] > cfg.max_train_seconds):
+            stopped = bool(bad >= cfg.patience or (cfg.max_train_seconds and record["seconds"] > cfg.max_train_seconds))
+            if ckpt is not None:
+                opt_tensors, opt_meta = optimizer_tensors(opt)
+                ckpt.save({**with_prefix("net.", self.net.state_dict()), **opt_tensors, **rng_tensors(gen),
+                           **with_prefix("best.", best_state or {})},
+                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
+                           "stopped": stopped, "seconds": record["seconds"], "optimizer": opt_meta})
+            if stopped:
                 break
         if best_state is not None:
             self.net.load_state_dict(best_state)

@@ -92,16 +92,20 @@ def _timed_scores(model, split, **kwargs) -> tuple[np.ndarray, float]:
 
 
 def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path | None = None,
-              overrides: dict | None = None, progress: bool = True):
+              overrides: dict | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None):
     """Train one next-item model with the data set's YAML hyperparameters (plus `overrides`).
 
     Returns (fitted model, data, bench config, training log); `atelier rec train` saves the model.
+    Neural models checkpoint each epoch into `checkpoint_dir` and resume from it (MostPop has no epochs).
     """
+    from .sasrec import NextItemModel
+
     data = load_seq(spec)
     cfg = load_bench_config(data.name, config_file)
     key, base, hp = resolve_model(model, cfg)
     model_obj = model_class(base)(**{**hp, **(overrides or {})})
-    log = model_obj.fit(data, seed=seed, progress=progress)
+    extra = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir is not None and isinstance(model_obj, NextItemModel) else {}
+    log = model_obj.fit(data, seed=seed, progress=progress, **extra)
     return model_obj, data, cfg, {"model_key": key, **log}
 
 

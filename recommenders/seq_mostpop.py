@@ -23,8 +23,8 @@ class SeqMostPop(NextItemModel):
     Config = SeqMostPopConfig
     deterministic = True  # fit ignores the seed: the bench trains it once
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Count training next items (and, optionally, history items)."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
+        """Count training next items (and, optionally, history items); one pass, nothing to checkpoint."""
         self._check_data(data)
         start = time.perf_counter()
         self.config.n_items = data.n_items

@@ -1,6 +1,7 @@
 """SIGKILL at a random moment, then `--resume latest`: Diffusion-DPO, the preference adapter and the reward loop
-end with the same bytes as an uninterrupted run, with no partial files; `finetune reward` and `rec train` (no
-checkpoints) rerun from scratch to the same bytes (LoRA, demo-model and batch runs are in `test_crash_resume.py`).
+end with the same bytes as an uninterrupted run, with no partial files; `finetune reward` and CF `rec train` (no
+checkpoints) rerun from scratch to the same bytes, and sequential `rec train` resumes from its epoch checkpoints
+(LoRA, demo-model and batch runs are in `test_crash_resume.py`).
 Same machinery: real processes, tiny models, kill delays from ATELIER_CRASH_SEED.
 """
 from __future__ import annotations
@@ -197,3 +198,54 @@ def test_rec_train_rerun_after_sigkill_gives_the_same_model(tmp_path, model):
         assert sha256(out / name) == sha256(tmp_path / "ref" / name), name
     report = json.loads((tmp_path / "run-report.json").read_text())
     assert report["test"] == ref["test"] and report["epochs_run"] == ref["epochs_run"]
+
+
+def _seq_folder(folder: Path) -> Path:
+    """A zhihu-format next-item data set (train/valid/test.npz): next = last + 1 most of the time."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    n_items, length = 40, 6
+    for name, n in (("train", 2000), ("valid", 200), ("test", 200)):
+        seq = np.full((n, length), n_items, np.int64)
+        lens = rng.integers(1, length + 1, n)
+        target = np.zeros(n, np.int64)
+        for r in range(n):
+            x = int(rng.integers(n_items))
+            for j in range(lens[r]):
+                seq[r, j] = x
+                x = (x + 1) % n_items if rng.random() < 0.8 else int(rng.integers(n_items))
+            target[r] = x
+        np.savez(folder / f"{name}.npz", seq=seq, seq_len=lens, target=target)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["sasrec", "dreamrec"])
+def test_rec_train_of_a_sequence_model_resumes_after_sigkill(tmp_path, model):
+    """Next-item models checkpoint every epoch: killed runs resume after their last finished epoch and
+    end with the bytes of an uninterrupted run."""
+    rng = random.Random(SEED + 11)
+    print(f"ATELIER_CRASH_SEED={SEED}")
+    data = _seq_folder(tmp_path / "seq")
+
+    def cmd(out: Path) -> list[str]:
+        return atelier("rec", "train", "--data", str(data), "--model", model, "--out", str(out), "--seed", "5",
+                       "--set", "hidden=16", "--set", "epochs=40", "--set", "patience=1000", "--set", "max_train_seconds=0",
+                       "--set", "batch_size=64", "--json-out", str(out) + "-report.json")
+
+    def started(out: Path) -> Callable[[], bool]:
+        return lambda: (out / ".checkpoint" / "checkpoint.json").is_file()
+
+    _, window = timed_run(cmd(tmp_path / "ref"), started(tmp_path / "ref"))
+    out = tmp_path / "run"
+    killed = kill_and_resume(cmd(out), started(out), rng=rng, window_s=window)
+    assert killed >= 1, "the run finished before the kill"
+    assert_no_partial_files(out)
+    assert not (out / ".checkpoint").exists()  # removed once the model is saved
+    for name in ("model.safetensors", "config.json"):
+        assert sha256(out / name) == sha256(tmp_path / "ref" / name), name
+    report = json.loads((tmp_path / "run-report.json").read_text())
+    ref = json.loads((tmp_path / "ref-report.json").read_text())
+    assert report["test"]["hr@10"] == ref["test"]["hr@10"] and report["epochs_run"] == 40

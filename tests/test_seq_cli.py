@@ -276,3 +276,45 @@ def test_bench_resumes_finished_runs_and_refuses_other_options(folder, tmp_path,
     out.write_text("{not json")
     with pytest.raises(InputError, match="not a bench JSON"):
         seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [5], **kwargs, resume=[out])
+
+
+@pytest.mark.parametrize("model", ["dreamrec", "sasrec"])
+def test_training_resumes_from_its_epoch_checkpoint_to_the_same_weights(folder, tmp_path, model):
+    """A run stopped after epoch 2 and restarted with the same checkpoint folder ends with the weights
+    of an uninterrupted run; other settings never resume it."""
+    from recommenders.base import model_class as cls_of
+    from recommenders.checkpoint import STATE
+
+    data = load_seq(str(folder))
+    hp = dict(hidden=16, epochs=4, patience=10, lr=0.005, batch_size=128, dropout=0.2)
+    if model == "dreamrec":
+        hp.update(num_train_timesteps=50, sampling_steps=5)
+    ref = cls_of(model)(**hp)
+    ref.fit(data, seed=3, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    ckpt = tmp_path / "ckpt"
+    first = cls_of(model)(**hp)
+    calls = []
+    real_evaluate = first.evaluate
+
+    def evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop  # "killed" during epoch 3: the checkpoint holds epoch 2
+        return real_evaluate(*a, **k)
+
+    first.evaluate = evaluate
+    with pytest.raises(Stop):
+        first.fit(data, seed=3, progress=False, checkpoint_dir=ckpt)
+    assert json.loads((ckpt / STATE).read_text())["state"]["epoch"] == 2
+    resumed = cls_of(model)(**hp)
+    log = resumed.fit(data, seed=3, progress=False, checkpoint_dir=ckpt)
+    assert log["epochs_run"] == 4 and [r["epoch"] for r in log["history"]] == [1, 2, 3, 4]
+    for name, value in ref.net.state_dict().items():
+        assert torch.equal(value, resumed.net.state_dict()[name]), name
+    # another seed has another fingerprint: it trains from scratch instead of resuming
+    other = cls_of(model)(**{**hp, "epochs": 1})
+    assert other.fit(data, seed=4, progress=False, checkpoint_dir=ckpt)["history"][0]["epoch"] == 1

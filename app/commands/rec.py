@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from recommenders.errors import InputError
+
+CHECKPOINT_DIR = ".checkpoint"  # inside --out: sequential models' epoch checkpoints, removed once saved
 
 app = typer.Typer(help="Train, evaluate and benchmark recommenders.", no_args_is_help=True)
 
@@ -70,13 +73,15 @@ def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
     from recommenders.seq_bench import evaluate_seq, train_seq
 
     start = time.perf_counter()
+    checkpoint = Path(out) / CHECKPOINT_DIR
     rec, splits, cfg, log = train_seq(data, model, seed=seed, config_file=config, overrides=_parse_sets(set_),
-                                      progress=not as_json)
+                                      progress=not as_json, checkpoint_dir=checkpoint)
     seconds = time.perf_counter() - start
     rec.save(out)
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     summary = {k: v for k, v in log.items() if k != "history"}
     atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, "config_file": cfg["_path"], **log})
+    shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
     result = {"task": "seq", "model": rec.name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
               **summary, "test": evaluate_seq(rec, splits.test, ks=ks, single_rows=0)}
     _emit(result, as_json, json_out)
@@ -150,7 +155,9 @@ def train(
     """Train one model (hyperparameters from the data set's YAML), select on validation, save it.
 
     Sequential data (zhihu, amazon-beauty; `--data demo` with a sequential model) trains a next-item
-    model; its folder also gets training.json (data, seed, per-epoch log).
+    model; its folder also gets training.json (data, seed, per-epoch log). Neural next-item models
+    checkpoint every epoch in OUT/.checkpoint: rerunning a stopped command resumes after the last
+    finished epoch and ends with the same model.
     """
     import time
 
