@@ -115,3 +115,13 @@ def rng_tensors(gen: torch.Generator) -> dict[str, torch.Tensor]:
 def restore_rng(gen: torch.Generator, tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.global"])
     gen.set_state(tensors["rng.loop"])
+
+
+def cf_fingerprint(model, data, seed: int) -> str:
+    """The fingerprint of a CF training run: model, hyperparameters, seed, train and valid matrices."""
+    import dataclasses
+
+    train, valid = data.train.tocsr(), data.valid.tocsr()
+    return fingerprint(model=model.name, config=dataclasses.asdict(model.config), seed=seed,
+                       train_indptr=train.indptr, train_indices=train.indices, valid_indptr=valid.indptr,
+                       valid_indices=valid.indices, shape=list(train.shape))

@@ -276,10 +276,17 @@ class DiffRec(HistoryModel):
         d = 1.0 / np.sqrt(np.maximum(cooc.sum(1), 1e-12))
         return (cooc * d[:, None] * d[None, :]).astype(np.float32)
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train with Adam; keep the weights of the best validation Recall@20 epoch (early stopping)."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
+        """Train with Adam; keep the weights of the best validation Recall@20 epoch (early stopping).
+
+        With `checkpoint_dir`, every epoch is checkpointed and a rerun with the same settings resumes
+        after the last finished one, ending with the same weights (`recommenders.checkpoint`).
+        """
         import torch
         from tqdm.auto import tqdm
+
+        from .checkpoint import (EpochCheckpoint, cf_fingerprint, load_optimizer, optimizer_tensors, restore_rng,
+                                 rng_tensors, strip_prefix, with_prefix)
 
         c = self.config
         self._set_history(data.train)
@@ -294,12 +301,30 @@ class DiffRec(HistoryModel):
         opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
         x_all = torch.from_numpy(self.train_rows.toarray())
         best, best_epoch, best_state, best_seconds, log = -1.0, -1, None, 0.0, []
-        start = time.perf_counter()
-        bar = tqdm(range(c.epochs), desc=self.name, disable=not progress, leave=False)
         trained = self.net
         ema = copy.deepcopy(trained) if c.ema_decay > 0 else None
-        n_updates = 0
+        n_updates, first, stopped, elapsed = 0, 0, False, 0.0
+        ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
+        if ckpt is not None and (saved := ckpt.load()) is not None:
+            tensors, state = saved
+            trained.load_state_dict(strip_prefix("net.", tensors))
+            if ema is not None:
+                ema.load_state_dict(strip_prefix("ema.", tensors))
+            load_optimizer(opt, tensors, state["optimizer"])
+            restore_rng(gen, tensors)
+            self._loss_hist = tensors["loss_hist"].numpy().copy()
+            self._loss_count = tensors["loss_count"].numpy().copy()
+            best_state = strip_prefix("best.", tensors) or None
+            best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
+            n_updates, first, stopped, elapsed = state["n_updates"], state["epoch"] + 1, state["stopped"], state["seconds"]
+            if progress:
+                tqdm.write(f"{self.name}: resuming after epoch {state['epoch'] + 1} from {checkpoint_dir}")
+        start = time.perf_counter() - elapsed
+        bar = tqdm(range(first, c.epochs), desc=self.name, disable=not progress or stopped, leave=False,
+                   initial=first, total=c.epochs)
         for epoch in bar:
+            if stopped:
+                break
             self.net = trained.train()
             total = 0.0
             for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
@@ -318,12 +343,23 @@ class DiffRec(HistoryModel):
                 best, best_epoch, best_seconds = recall, epoch, time.perf_counter() - start
                 best_state = copy.deepcopy(self.net.state_dict())
             bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
-            if epoch - best_epoch >= c.patience:
+            stopped = epoch - best_epoch >= c.patience
+            if ckpt is not None:
+                opt_tensors, opt_meta = optimizer_tensors(opt)
+                ckpt.save({**with_prefix("net.", trained.state_dict()), **opt_tensors, **rng_tensors(gen),
+                           **(with_prefix("ema.", ema.state_dict()) if ema is not None else {}),
+                           **with_prefix("best.", best_state or {}),
+                           "loss_hist": torch.from_numpy(self._loss_hist), "loss_count": torch.from_numpy(self._loss_count)},
+                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
+                           "log": log, "n_updates": n_updates, "stopped": stopped,
+                           "seconds": time.perf_counter() - start, "optimizer": opt_meta})
+            if stopped:
                 break
+        self.net = ema if ema is not None else trained
         self.net.load_state_dict(best_state)
         self.net.eval()
         return {"best_epoch": best_epoch, "best_valid_recall@20": best, "seconds_to_best": best_seconds,
-                "epochs_run": epoch + 1, "log": log}
+                "epochs_run": len(log), "epochs_resumed": first, "log": log}
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         import torch

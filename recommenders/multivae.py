@@ -75,11 +75,18 @@ class MultiVAE(HistoryModel):
         c = self.config
         return _build(self.n_items, list(c.hidden), c.latent, c.dropout)
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train with Adam; keep the weights of the best validation epoch."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
+        """Train with Adam; keep the weights of the best validation epoch.
+
+        With `checkpoint_dir`, every epoch is checkpointed and a rerun with the same settings resumes
+        after the last finished one, ending with the same weights (`recommenders.checkpoint`).
+        """
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
+
+        from .checkpoint import (EpochCheckpoint, cf_fingerprint, load_optimizer, optimizer_tensors, restore_rng,
+                                 rng_tensors, strip_prefix, with_prefix)
 
         c = self.config
         self._set_history(data.train)
@@ -89,9 +96,24 @@ class MultiVAE(HistoryModel):
         opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         x_all = torch.from_numpy(self.train_rows.toarray())
         best, best_state, best_epoch, best_seconds, step, log = -1.0, None, -1, 0.0, 0, []
-        start = time.perf_counter()
-        bar = tqdm(range(c.epochs), desc="multivae", disable=not progress, leave=False)
+        first, stopped, elapsed = 0, False, 0.0
+        ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
+        if ckpt is not None and (saved := ckpt.load()) is not None:
+            tensors, state = saved
+            self.net.load_state_dict(strip_prefix("net.", tensors))
+            load_optimizer(opt, tensors, state["optimizer"])
+            restore_rng(gen, tensors)
+            best_state = strip_prefix("best.", tensors) or None
+            best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
+            step, first, stopped, elapsed = state["step"], state["epoch"] + 1, state["stopped"], state["seconds"]
+            if progress:
+                tqdm.write(f"multivae: resuming after epoch {state['epoch'] + 1} from {checkpoint_dir}")
+        start = time.perf_counter() - elapsed
+        bar = tqdm(range(first, c.epochs), desc="multivae", disable=not progress or stopped, leave=False,
+                   initial=first, total=c.epochs)
         for epoch in bar:
+            if stopped:
+                break
             self.net.train()
             total = 0.0
             for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
@@ -113,11 +135,19 @@ class MultiVAE(HistoryModel):
                 best_state = copy.deepcopy(self.net.state_dict())
                 best_seconds = time.perf_counter() - start
             bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
-            if epoch - best_epoch >= c.patience:
+            stopped = epoch - best_epoch >= c.patience
+            if ckpt is not None:
+                opt_tensors, opt_meta = optimizer_tensors(opt)
+                ckpt.save({**with_prefix("net.", self.net.state_dict()), **opt_tensors, **rng_tensors(gen),
+                           **with_prefix("best.", best_state or {})},
+                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
+                           "log": log, "step": step, "stopped": stopped, "seconds": time.perf_counter() - start,
+                           "optimizer": opt_meta})
+            if stopped:
                 break
         self.net.load_state_dict(best_state)
         return {"best_epoch": best_epoch, "best_valid_recall@20": best, "seconds_to_best": best_seconds,
-                "epochs_run": epoch + 1, "log": log}
+                "epochs_run": len(log), "epochs_resumed": first, "log": log}
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         import torch

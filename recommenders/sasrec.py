@@ -282,6 +282,7 @@ class NextItemModel(SequentialRecommender):
             self.net.load_state_dict(best_state)
         self.net.eval()
         return {"model": self.name, "best_epoch": best_epoch, f"valid_{key}": best, "epochs_run": len(history),
+                "epochs_resumed": first - 1,
                 "train_seconds": time.perf_counter() - start, "history": history}
 
     # -- inference -------------------------------------------------------------------------

@@ -229,3 +229,53 @@ def test_cli_train_eval_roundtrip_and_errors(data, tmp_path):
     assert isinstance(bad.exception, InputError)
     bad = runner.invoke(app, ["bench", "--data", str(tmp_path / "missing"), "--models", "ease"])
     assert isinstance(bad.exception, InputError)
+
+
+@pytest.mark.parametrize("name,cfg", [
+    ("diffrec", {**TINY["diffrec"], "epochs": 6, "patience": 10, "ema_decay": 0.9, "item_linear": True}),
+    ("diffrec", {**TINY["diffrec"], "epochs": 6, "patience": 2}),
+    ("multivae", {**TINY["multivae"], "epochs": 6, "patience": 10, "anneal_steps": 10}),
+], ids=["diffrec-ema", "diffrec-early-stop", "multivae"])
+def test_training_resumes_from_its_epoch_checkpoint_to_the_same_weights(name, cfg, data, tmp_path, monkeypatch):
+    """A run stopped during epoch 3 and restarted on the same checkpoint folder ends with the weights
+    (and log) of an uninterrupted run; a run with another seed does not resume it."""
+    import importlib
+    import json
+
+    import torch
+
+    from recommenders.checkpoint import STATE
+
+    module = importlib.import_module(f"recommenders.{name}")
+    ref = model_class(name)(**cfg)
+    ref_log = ref.fit(data, seed=2, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    real, calls = module.valid_recall, []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+        return real(*a, **k)
+
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(module, "valid_recall", failing)
+    with pytest.raises(Stop):
+        model_class(name)(**cfg).fit(data, seed=2, progress=False, checkpoint_dir=ckpt)
+    monkeypatch.setattr(module, "valid_recall", real)
+    assert json.loads((ckpt / STATE).read_text())["state"]["epoch"] == 1  # epochs 0 and 1 finished
+    resumed = model_class(name)(**cfg)
+    log = resumed.fit(data, seed=2, progress=False, checkpoint_dir=ckpt)
+    assert log["epochs_run"] == ref_log["epochs_run"] and log["best_epoch"] == ref_log["best_epoch"]
+    assert [r["valid_recall@20"] for r in log["log"]] == [r["valid_recall@20"] for r in ref_log["log"]]
+    for key, value in ref.net.state_dict().items():
+        assert torch.equal(value, resumed.net.state_dict()[key]), key
+    np.testing.assert_array_equal(ref.score(np.arange(8)), resumed.score(np.arange(8)))
+    again = model_class(name)(**cfg)  # the run had finished: resuming it again trains nothing and agrees
+    assert again.fit(data, seed=2, progress=False, checkpoint_dir=ckpt)["epochs_run"] == ref_log["epochs_run"]
+    np.testing.assert_array_equal(ref.score(np.arange(8)), again.score(np.arange(8)))
+    other = model_class(name)(**{**cfg, "epochs": 1})
+    assert other.fit(data, seed=3, progress=False, checkpoint_dir=ckpt)["epochs_run"] == 1

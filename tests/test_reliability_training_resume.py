@@ -1,6 +1,6 @@
 """SIGKILL at a random moment, then `--resume latest`: Diffusion-DPO, the preference adapter and the reward loop
-end with the same bytes as an uninterrupted run, with no partial files; `finetune reward` and CF `rec train` (no
-checkpoints) rerun from scratch to the same bytes, and sequential `rec train` resumes from its epoch checkpoints
+end with the same bytes as an uninterrupted run, with no partial files, and so does `rec train` (epoch checkpoints,
+resumed by rerunning the command); `finetune reward` (no checkpoints) reruns from scratch to the same bytes
 (LoRA, demo-model and batch runs are in `test_crash_resume.py`).
 Same machinery: real processes, tiny models, kill delays from ATELIER_CRASH_SEED.
 """
@@ -176,9 +176,10 @@ def _cf_csv(path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["diffrec", "multivae"])
-def test_rec_train_rerun_after_sigkill_gives_the_same_model(tmp_path, model):
-    """`rec train` has no checkpoints (CF models train in seconds to minutes): a kill at a random moment leaves
-    no partial file, and rerunning the command from scratch writes the bytes of an uninterrupted run."""
+def test_rec_train_resumes_after_sigkill_to_the_same_model(tmp_path, model):
+    """`rec train` of DiffRec / MultiVAE checkpoints every epoch: a kill at a random moment after the first
+    checkpoint leaves no partial file, and rerunning the command resumes and writes the bytes of an
+    uninterrupted run."""
     rng = random.Random(SEED + 7)
     print(f"ATELIER_CRASH_SEED={SEED}")
     data = _cf_csv(tmp_path / "tiny.csv")
@@ -187,11 +188,14 @@ def test_rec_train_rerun_after_sigkill_gives_the_same_model(tmp_path, model):
         return atelier("rec", "train", "--data", str(data), "--model", model, "--out", str(out), "--seed", "2",
                        "--set", "epochs=300", "--set", "patience=1000", "--json-out", str(out) + "-report.json")
 
-    _, window = timed_run(cmd(tmp_path / "ref"), lambda: True)
+    def started(out: Path) -> Callable[[], bool]:
+        return lambda: (out / ".checkpoint" / "checkpoint.json").is_file()
+
+    _, window = timed_run(cmd(tmp_path / "ref"), started(tmp_path / "ref"))
     ref = json.loads((tmp_path / "ref-report.json").read_text())
     print(f"{model}: {ref['train_s']:.1f} s of training in a {window:.1f} s run")
     out = tmp_path / "run"
-    killed = kill_and_resume(cmd(out), lambda: True, rng=rng, window_s=window)
+    killed = kill_and_resume(cmd(out), started(out), rng=rng, window_s=window)
     assert killed >= 1, "the run finished before the kill"
     assert_no_partial_files(out)
     for name in ("model.safetensors", "config.json"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -155,9 +156,9 @@ def train(
     """Train one model (hyperparameters from the data set's YAML), select on validation, save it.
 
     Sequential data (zhihu, amazon-beauty; `--data demo` with a sequential model) trains a next-item
-    model; its folder also gets training.json (data, seed, per-epoch log). Neural next-item models
-    checkpoint every epoch in OUT/.checkpoint: rerunning a stopped command resumes after the last
-    finished epoch and ends with the same model.
+    model; its folder also gets training.json (data, seed, per-epoch log). Models trained in epochs
+    (diffrec, multivae, sasrec, gru4rec, dreamrec) checkpoint every epoch in OUT/.checkpoint:
+    rerunning a stopped command resumes after the last finished epoch and ends with the same model.
     """
     import time
 
@@ -173,11 +174,14 @@ def train(
     params = {**load_model_configs(splits.name, config).get(name, {}), **_parse_sets(set_)}
     rec = make_model(name, params, config)
     start = time.perf_counter()
-    log = rec.fit(splits, seed=seed, progress=not as_json)
+    checkpoint = Path(out) / CHECKPOINT_DIR
+    resumable = "checkpoint_dir" in inspect.signature(rec.fit).parameters  # the epoch-trained models
+    log = rec.fit(splits, seed=seed, progress=not as_json, **({"checkpoint_dir": checkpoint} if resumable else {}))
     seconds = time.perf_counter() - start
     rec.save(out)
     result = {"model": name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
               **{k: v for k, v in log.items() if k != "log"}, "test": evaluate(rec, splits, latency=False)}
+    shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
     _emit(result, as_json, json_out)
     if not as_json:
         t = result["test"]
