@@ -160,19 +160,31 @@ def _mean_std(runs: list[dict], deterministic: bool) -> tuple[dict, dict]:
     return mean, std
 
 
-def load_previous(paths: list[str | Path], dataset: str) -> dict[str, dict]:
-    """Model entries from earlier bench JSONs of the same data set, runs merged by seed (for --resume)."""
+def read_bench_json(path: str | Path) -> dict | None:
+    """An earlier bench result for --resume: None if the file does not exist yet, one clear error if unreadable."""
     import json
 
+    path = Path(path)
+    if not path.exists():
+        return None  # resuming a run that never wrote anything: start fresh
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"not a bench JSON ({e.msg})", path, e.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError("not a bench JSON (not UTF-8 text)", path) from None
+    if not isinstance(old, dict):
+        raise InputError("not a bench JSON (no object at the top)", path)
+    return old
+
+
+def load_previous(paths: list[str | Path], dataset: str) -> dict[str, dict]:
+    """Model entries from earlier bench JSONs of the same data set, runs merged by seed (for --resume)."""
     done: dict[str, dict] = {}
     for path in paths:
-        path = Path(path)
-        if not path.exists():
-            continue  # resuming a run that never wrote anything: start fresh
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"not a bench JSON ({e.msg})", path, e.lineno) from None
+        old = read_bench_json(path)
+        if old is None:
+            continue
         if old.get("dataset") != dataset:
             raise InputError(f"was run on {old.get('dataset')}, not {dataset}", path)
         for name, entry in old.get("models", {}).items():

@@ -125,3 +125,25 @@ def cf_fingerprint(model, data, seed: int) -> str:
     return fingerprint(model=model.name, config=dataclasses.asdict(model.config), seed=seed,
                        train_indptr=train.indptr, train_indices=train.indices, valid_indptr=valid.indptr,
                        valid_indices=valid.indices, shape=list(train.shape))
+
+
+def save_epoch(ckpt: EpochCheckpoint, modules: dict[str, dict[str, torch.Tensor]], opt: torch.optim.Optimizer,
+               gen: torch.Generator, best_state: dict | None, state: dict,
+               extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Checkpoint one epoch of a loop: state dicts by prefix, optimiser, generators, best weights, `state`."""
+    opt_tensors, opt_meta = optimizer_tensors(opt)
+    tensors = {**opt_tensors, **rng_tensors(gen), **with_prefix("best.", best_state or {}), **(extra or {})}
+    for prefix, sd in modules.items():
+        tensors.update(with_prefix(f"{prefix}.", sd))
+    ckpt.save(tensors, {**state, "optimizer": opt_meta})
+
+
+def restore_epoch(saved: tuple[dict, dict], modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                  gen: torch.Generator) -> tuple[dict | None, dict, dict]:
+    """Inverse of `save_epoch` into live objects; returns (best weights or None, state, all tensors)."""
+    tensors, state = saved
+    for prefix, module in modules.items():
+        module.load_state_dict(strip_prefix(f"{prefix}.", tensors))
+    load_optimizer(opt, tensors, state["optimizer"])
+    restore_rng(gen, tensors)
+    return strip_prefix("best.", tensors) or None, state, tensors

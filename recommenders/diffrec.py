@@ -285,8 +285,7 @@ class DiffRec(HistoryModel):
         import torch
         from tqdm.auto import tqdm
 
-        from .checkpoint import (EpochCheckpoint, cf_fingerprint, load_optimizer, optimizer_tensors, restore_rng,
-                                 rng_tensors, strip_prefix, with_prefix)
+        from .checkpoint import EpochCheckpoint, cf_fingerprint, restore_epoch, save_epoch
 
         c = self.config
         self._set_history(data.train)
@@ -306,15 +305,10 @@ class DiffRec(HistoryModel):
         n_updates, first, stopped, elapsed = 0, 0, False, 0.0
         ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
         if ckpt is not None and (saved := ckpt.load()) is not None:
-            tensors, state = saved
-            trained.load_state_dict(strip_prefix("net.", tensors))
-            if ema is not None:
-                ema.load_state_dict(strip_prefix("ema.", tensors))
-            load_optimizer(opt, tensors, state["optimizer"])
-            restore_rng(gen, tensors)
+            modules = {"net": trained, **({"ema": ema} if ema is not None else {})}
+            best_state, state, tensors = restore_epoch(saved, modules, opt, gen)
             self._loss_hist = tensors["loss_hist"].numpy().copy()
             self._loss_count = tensors["loss_count"].numpy().copy()
-            best_state = strip_prefix("best.", tensors) or None
             best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
             n_updates, first, stopped, elapsed = state["n_updates"], state["epoch"] + 1, state["stopped"], state["seconds"]
             if progress:
@@ -345,14 +339,13 @@ class DiffRec(HistoryModel):
             bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
             stopped = epoch - best_epoch >= c.patience
             if ckpt is not None:
-                opt_tensors, opt_meta = optimizer_tensors(opt)
-                ckpt.save({**with_prefix("net.", trained.state_dict()), **opt_tensors, **rng_tensors(gen),
-                           **(with_prefix("ema.", ema.state_dict()) if ema is not None else {}),
-                           **with_prefix("best.", best_state or {}),
-                           "loss_hist": torch.from_numpy(self._loss_hist), "loss_count": torch.from_numpy(self._loss_count)},
-                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
-                           "log": log, "n_updates": n_updates, "stopped": stopped,
-                           "seconds": time.perf_counter() - start, "optimizer": opt_meta})
+                save_epoch(ckpt, {"net": trained.state_dict(), **({"ema": ema.state_dict()} if ema is not None else {})},
+                           opt, gen, best_state,
+                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
+                            "log": log, "n_updates": n_updates, "stopped": stopped,
+                            "seconds": time.perf_counter() - start},
+                           {"loss_hist": torch.from_numpy(self._loss_hist),
+                            "loss_count": torch.from_numpy(self._loss_count)})
             if stopped:
                 break
         self.net = ema if ema is not None else trained

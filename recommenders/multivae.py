@@ -85,8 +85,7 @@ class MultiVAE(HistoryModel):
         import torch.nn.functional as F
         from tqdm.auto import tqdm
 
-        from .checkpoint import (EpochCheckpoint, cf_fingerprint, load_optimizer, optimizer_tensors, restore_rng,
-                                 rng_tensors, strip_prefix, with_prefix)
+        from .checkpoint import EpochCheckpoint, cf_fingerprint, restore_epoch, save_epoch
 
         c = self.config
         self._set_history(data.train)
@@ -99,11 +98,7 @@ class MultiVAE(HistoryModel):
         first, stopped, elapsed = 0, False, 0.0
         ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
         if ckpt is not None and (saved := ckpt.load()) is not None:
-            tensors, state = saved
-            self.net.load_state_dict(strip_prefix("net.", tensors))
-            load_optimizer(opt, tensors, state["optimizer"])
-            restore_rng(gen, tensors)
-            best_state = strip_prefix("best.", tensors) or None
+            best_state, state, _ = restore_epoch(saved, {"net": self.net}, opt, gen)
             best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
             step, first, stopped, elapsed = state["step"], state["epoch"] + 1, state["stopped"], state["seconds"]
             if progress:
@@ -137,12 +132,9 @@ class MultiVAE(HistoryModel):
             bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
             stopped = epoch - best_epoch >= c.patience
             if ckpt is not None:
-                opt_tensors, opt_meta = optimizer_tensors(opt)
-                ckpt.save({**with_prefix("net.", self.net.state_dict()), **opt_tensors, **rng_tensors(gen),
-                           **with_prefix("best.", best_state or {})},
-                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
-                           "log": log, "step": step, "stopped": stopped, "seconds": time.perf_counter() - start,
-                           "optimizer": opt_meta})
+                save_epoch(ckpt, {"net": self.net.state_dict()}, opt, gen, best_state,
+                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
+                            "log": log, "step": step, "stopped": stopped, "seconds": time.perf_counter() - start})
             if stopped:
                 break
         self.net.load_state_dict(best_state)

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .base import SequentialRecommender
-from .checkpoint import (EpochCheckpoint, fingerprint, load_optimizer, optimizer_tensors, restore_rng, rng_tensors,
-                         strip_prefix, with_prefix)
+from .checkpoint import EpochCheckpoint, fingerprint, restore_epoch, save_epoch
 from .condition import PreferenceCondition, condition_from_scores
 from .errors import InputError
 from .metrics import ranking_metrics
@@ -228,11 +227,7 @@ class NextItemModel(SequentialRecommender):
                 valid_len=data.valid.seq_len, valid_target=data.valid.target))
             saved = ckpt.load()
             if saved is not None:
-                tensors, state = saved
-                self.net.load_state_dict(strip_prefix("net.", tensors))
-                load_optimizer(opt, tensors, state["optimizer"])
-                best_state = strip_prefix("best.", tensors) or None
-                restore_rng(gen, tensors)
+                best_state, state, _ = restore_epoch(saved, {"net": self.net}, opt, gen)
                 best, best_epoch, bad, history = state["best"], state["best_epoch"], state["bad"], state["history"]
                 first, stopped, elapsed = state["epoch"] + 1, state["stopped"], state["seconds"]
                 if progress:
@@ -271,11 +266,9 @@ class NextItemModel(SequentialRecommender):
                     f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
             stopped = bool(bad >= cfg.patience or (cfg.max_train_seconds and record["seconds"] > cfg.max_train_seconds))
             if ckpt is not None:
-                opt_tensors, opt_meta = optimizer_tensors(opt)
-                ckpt.save({**with_prefix("net.", self.net.state_dict()), **opt_tensors, **rng_tensors(gen),
-                           **with_prefix("best.", best_state or {})},
-                          {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
-                           "stopped": stopped, "seconds": record["seconds"], "optimizer": opt_meta})
+                save_epoch(ckpt, {"net": self.net.state_dict()}, opt, gen, best_state,
+                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
+                            "stopped": stopped, "seconds": record["seconds"]})
             if stopped:
                 break
         if best_state is not None:

@@ -281,18 +281,14 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
 
 def _previous_runs(paths: Sequence[str | Path], data_name: str, options: dict) -> dict:
     """{(model key, seed): (model entry, run)} from earlier bench JSONs run with the same options."""
-    import json
+    from .bench import read_bench_json
 
     done: dict = {}
     for path in paths:
-        path = Path(path)
-        if not path.exists():
-            continue  # resuming a bench that never wrote anything: start fresh
-        try:
-            old = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"not a bench JSON ({e})", path) from None
-        if not isinstance(old, dict) or old.get("data") != data_name:
+        old = read_bench_json(path)
+        if old is None:
+            continue
+        if old.get("data") != data_name:
             raise InputError(f"not a sequential bench of {data_name}", path)
         if old.get("options") != options:
             raise InputError("was run with other options (samplers, steps, retrieval or overrides); "
