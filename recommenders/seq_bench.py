@@ -76,19 +76,23 @@ def parse_variant(name: str) -> tuple[str, int, str]:
     return sampler, int(steps) if steps else 0, "ivf" if tail.startswith("ivf") else "exact"
 
 
-def _timed_top(model, split, k: int, **kwargs) -> tuple[np.ndarray, float]:
-    """Top-k lists from `recommend` (e.g. retrieval="ivf") and ms per 1,000 rows, warm-up untimed."""
-    model.recommend(split.seq[:256], split.seq_len[:256], k=k, **kwargs)
-    start = time.perf_counter()
-    top = model.recommend(split.seq, split.seq_len, k=k, **kwargs)
-    return top, (time.perf_counter() - start) * 1000.0 / len(split) * 1000.0
+def _timed(model, split, call, repeats: int) -> tuple:
+    """Run `call(seq, seq_len)` on a 256-row warm-up (untimed), then `repeats` times on the whole split.
 
-
-def _timed_scores(model, split, **kwargs) -> tuple[np.ndarray, float]:
-    model.score(split.seq[:256], split.seq_len[:256], **kwargs)  # warm-up (first-call allocations), untimed
-    start = time.perf_counter()
-    scores = model.score(split.seq, split.seq_len, **kwargs)
-    return scores, (time.perf_counter() - start) * 1000.0 / len(split) * 1000.0
+    Returns (the last output, median ms per 1,000 rows, median ms per 1,000 rows of each part a
+    diffusion model reports in `model.timing`: encode / sample / rank). Every pass gives the same
+    output (fixed sampling seed); repeating only steadies the timing on a shared machine.
+    """
+    call(split.seq[:256], split.seq_len[:256])
+    per_1k = 1e6 / len(split)
+    totals, parts = [], {}
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        out = call(split.seq, split.seq_len)
+        totals.append((time.perf_counter() - start) * per_1k)
+        for part, seconds in getattr(model, "timing", {}).items():
+            parts.setdefault(part.removesuffix("_s"), []).append(seconds * per_1k)
+    return out, float(np.median(totals)), {part: float(np.median(v)) for part, v in parts.items()}
 
 
 def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path | None = None,
@@ -110,8 +114,9 @@ def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path |
 
 
 def evaluate_seq(model, split, *, ks=(10, 20, 50), single_rows: int = 20, retrieval: str = "exact",
-                 n_probe: int | None = None, **score_kwargs) -> dict:
-    """Metrics on a SeqSplit, plus latency: ms per 1,000 rows end to end and the median ms for one history.
+                 n_probe: int | None = None, repeats: int = 1, **score_kwargs) -> dict:
+    """Metrics on a SeqSplit, plus latency: ms per 1,000 rows end to end (median of `repeats` passes)
+    and the median ms for one history.
 
     "exact" ranks all items (history encoding, sampling, scores over all items; top-k not timed);
     "ivf" (DreamRec) times `recommend(retrieval="ivf")`, top-max(ks) lists included, and computes
@@ -125,19 +130,17 @@ def evaluate_seq(model, split, *, ks=(10, 20, 50), single_rows: int = 20, retrie
         if model.name not in DIFFUSION:
             raise InputError(f"IVF retrieval is for DreamRec; {model.name} ranks all items")
         kwargs = {**kwargs, "retrieval": "ivf", "n_probe": n_probe or model.config.n_probe}
-        top, ms = _timed_top(model, split, max(ks), **kwargs)
+        top, ms, parts = _timed(model, split, lambda q, n: model.recommend(q, n, k=max(ks), **kwargs), repeats)
         out: dict = metrics_from_top(top, split.target, ks=ks)
         out["n_probe"] = kwargs["n_probe"]
         one = lambda i: model.recommend(split.seq[i:i + 1], split.seq_len[i:i + 1], k=max(ks), **kwargs)  # noqa: E731
     else:
-        scores, ms = _timed_scores(model, split, **kwargs)
+        scores, ms, parts = _timed(model, split, lambda q, n: model.score(q, n, **kwargs), repeats)
         out = ranking_metrics(scores, split.target, ks=ks)
         one = lambda i: model.score(split.seq[i:i + 1], split.seq_len[i:i + 1], **kwargs)  # noqa: E731
     out["rows"] = len(split)
     out["infer_ms_per_1k"] = ms
-    if hasattr(model, "timing"):
-        for part in ("encode", "sample", "rank"):
-            out[f"{part}_ms_per_1k"] = model.timing[f"{part}_s"] * 1e6 / len(split)
+    out.update({f"{part}_ms_per_1k": value for part, value in parts.items()})
     times = []
     for i in range(min(single_rows, len(split))):
         start = time.perf_counter()
@@ -165,7 +168,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                   partial: Callable[[dict], None] | None = None, overrides: dict | None = None,
                   first_seed: int = 0, save_dir: str | Path | None = None,
                   seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None,
-                  retrieval: Sequence[str] = ("exact",), resume: Sequence[str | Path] = ()) -> dict:
+                  retrieval: Sequence[str] = ("exact",), resume: Sequence[str | Path] = (),
+                  timing_repeats: int = 3) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
@@ -179,6 +183,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     With "ivf" in `retrieval`, every DDIM / DPM-Solver++ variant is also run with the model's IVF
     top-k retrieval (`variant_name(..., "ivf", n_probe)`: metrics from its top lists, time includes
     the top-k); DDPM stays exact, as the reference.
+    Test-split latencies are medians of `timing_repeats` passes (same outputs each pass).
     `resume`: earlier JSONs of this bench (e.g. the --json of a run that was stopped) whose finished
     (model, seed) runs are reused instead of retrained; they must have been run with the same options.
     """
@@ -208,14 +213,15 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     resolved = [resolve_model(m, cfg) for m in models]
     options = {"samplers": list(samplers), "sampling_steps": [int(n) for n in steps],
                "select": [f"{sm}@{n}" for sm, n in select], "retrieval": list(retrieval),
-               "overrides": overrides or {}}
+               "overrides": overrides or {}, "timing_repeats": int(timing_repeats)}
     previous = _previous_runs(resume, data.name, options)
     result = {
         "data": data.name, "spec": str(spec), "n_items": data.n_items,
         "rows": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
         "protocol": "all items ranked per test row; HR/Recall/NDCG@K from recommenders.metrics; model "
                     f"selection on valid HR@{cfg.get('select_k', 20)}; inference ms per 1,000 rows end to end "
-                    "(history encoding, sampling, scores over all items; top-k excluded)",
+                    "(history encoding, sampling, scores over all items; top-k excluded; IVF variants: top-max(K) "
+                    f"lists included), median of {int(timing_repeats)} passes",
         "ks": list(ks), "headline": cfg.get("headline", ["hr", "ndcg"]), "seeds_requested": len(seed_list),
         "selection": {"candidates": [f"{sm}@{n}" for sm, n in select], "metric": select_key, "split": "valid"},
         "config_file": cfg["_path"], "published": cfg.get("published", {}), "models": {}, "options": options,
@@ -258,15 +264,15 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
             grid += [c for c in select if c not in grid]
         for sampler, n in grid:
             kwargs = {"sampler": sampler, "steps": n, "seed": seed} if sampler != "-" else {}
-            scores, ms = _timed_scores(model, data.test, **kwargs)
-            metrics = ranking_metrics(scores, data.test.target, ks=ks)
-            v = run["variants"][variant_name(sampler, n)] = {"metrics": metrics, "infer_ms_per_1k": ms}
-            if hasattr(model, "timing"):  # diffusion: where that time went (encoding, reverse process, scoring)
-                for part in ("encode", "sample", "rank"):
-                    v[f"{part}_ms_per_1k"] = model.timing[f"{part}_s"] * 1e6 / len(data.test)
+            ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, repeats=timing_repeats, **kwargs)
+            metrics = {k: ev[k] for k in ev if "@" in k}
+            # diffusion: where that time went (encoding, reverse process, scoring)
+            run["variants"][variant_name(sampler, n)] = {"metrics": metrics, "infer_ms_per_1k": ev["infer_ms_per_1k"],
+                                                         **{k: v for k, v in ev.items() if k.endswith("_ms_per_1k")}}
             if "ivf" in retrieval and base in DIFFUSION and sampler != "ddpm":
                 probe = model.config.n_probe
-                ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, retrieval="ivf", n_probe=probe, **kwargs)
+                ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, retrieval="ivf", n_probe=probe,
+                                  repeats=timing_repeats, **kwargs)
                 run["variants"][variant_name(sampler, n, "ivf", probe)] = {
                     "metrics": {k: ev[k] for k in metrics}, "infer_ms_per_1k": ev["infer_ms_per_1k"],
                     **{f"{part}_ms_per_1k": ev[f"{part}_ms_per_1k"] for part in ("encode", "sample", "rank")}}

@@ -253,6 +253,8 @@ def bench(
     retrieval: str = typer.Option("exact", "--retrieval",
                                   help="Sequential bench: exact, or exact,ivf to also time DreamRec's fast "
                                        "samplers with IVF top-k retrieval."),
+    timing_repeats: int = typer.Option(3, "--timing-repeats", min=1,
+                                       help="Sequential bench: test latencies are the median of this many passes."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
     from recommenders.io import atomic_write_json
@@ -278,7 +280,8 @@ def bench(
             raise InputError(f"--retrieval takes exact and/or ivf, e.g. exact,ivf; got {retrieval!r}")
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
                                          seed_list=chosen_seeds, save_dir=save_dir, retrieval=modes,
-                                         resume=[p.strip() for p in (resume or "").split(",") if p.strip()])
+                                         resume=[p.strip() for p in (resume or "").split(",") if p.strip()],
+                                         timing_repeats=timing_repeats)
         table = seq_bench.format_table(result)
     else:
         from recommenders.bench import format_table, run_cf_bench
@@ -295,7 +298,8 @@ def bench(
     if "selection" in result:  # sequential bench: the options that shaped it
         shaped = [("task", None if task == "auto" else task), ("seed-list", seed_list),
                   ("sampling-steps", sampling_steps), ("save-dir", save_dir),
-                  ("retrieval", None if retrieval == "exact" else retrieval)]
+                  ("retrieval", None if retrieval == "exact" else retrieval),
+                  ("timing-repeats", None if timing_repeats == 3 else timing_repeats)]
         result["command"] += "".join(f" --{k} {v}" for k, v in shaped if v is not None)
     if json_path:
         atomic_write_json(json_path, result)
