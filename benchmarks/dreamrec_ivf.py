@@ -33,19 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def metrics_from_top(top: np.ndarray, target: np.ndarray, ks=(10, 20)) -> dict[str, float]:
-    """HR@K and NDCG@K for one target item per row from best-first top lists (as recommenders.metrics)."""
-    hits = top == np.asarray(target).reshape(-1, 1)
-    disc = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
-    out = {}
-    for k in ks:
-        out[f"hr@{k}"] = float(hits[:, :k].any(1).mean())
-        out[f"ndcg@{k}"] = float((hits[:, :k] * disc[:k]).sum(1).mean())
-    return out
+def top_metrics(top: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """HR@K and NDCG@K (K = 10, 20) of best-first top-20 lists, from the shared metrics module."""
+    from recommenders.metrics import metrics_from_top
+
+    return {k: v for k, v in metrics_from_top(top, target, ks=(10, 20)).items() if not k.startswith("recall")}
 
 
 def recall(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean share of each row's exact top-k that the approximate top-k contains."""
+    """Mean share of each row's exact top-k that the approximate top-k contains (float64 mean)."""
     return float((approx[:, :, None] == exact[:, None, :]).any(1).mean())
 
 
@@ -86,7 +82,7 @@ def run_model(model_dir: Path, data, steps: list[int], probes: list[int], repeat
             if split_name == "valid" and sm == "ddpm":
                 continue  # the reference is only reported on test (nothing is chosen for it)
             top = rec(split, sm, s, r, p)
-            row = metrics_from_top(top, split.target)
+            row = top_metrics(top, split.target)
             if r == "exact":
                 exact_top[s] = top
             else:

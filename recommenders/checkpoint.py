@@ -26,15 +26,13 @@ STATE = "checkpoint.json"
 
 
 def fingerprint(**parts: Any) -> str:
-    """A short digest of JSON-able run settings and of any numpy arrays / tensors among them."""
+    """A short digest of JSON-able run settings and of any numpy arrays among them."""
     h = hashlib.sha256()
     for key in sorted(parts):
         value = parts[key]
         h.update(key.encode())
         if hasattr(value, "tobytes"):  # numpy arrays
             h.update(str(value.dtype).encode() + str(value.shape).encode() + value.tobytes())
-        elif isinstance(value, torch.Tensor):
-            h.update(value.detach().cpu().numpy().tobytes())
         else:
             h.update(json.dumps(value, sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]

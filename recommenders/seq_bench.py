@@ -102,14 +102,11 @@ def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path |
     Returns (fitted model, data, bench config, training log); `atelier rec train` saves the model.
     Neural models checkpoint each epoch into `checkpoint_dir` and resume from it (MostPop has no epochs).
     """
-    from .sasrec import NextItemModel
-
     data = load_seq(spec)
     cfg = load_bench_config(data.name, config_file)
     key, base, hp = resolve_model(model, cfg)
     model_obj = model_class(base)(**{**hp, **(overrides or {})})
-    extra = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir is not None and isinstance(model_obj, NextItemModel) else {}
-    log = model_obj.fit(data, seed=seed, progress=progress, **extra)
+    log = model_obj.fit(data, seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
     return model_obj, data, cfg, {"model_key": key, **log}
 
 
@@ -265,17 +262,12 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
         for sampler, n in grid:
             kwargs = {"sampler": sampler, "steps": n, "seed": seed} if sampler != "-" else {}
             ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, repeats=timing_repeats, **kwargs)
-            metrics = {k: ev[k] for k in ev if "@" in k}
-            # diffusion: where that time went (encoding, reverse process, scoring)
-            run["variants"][variant_name(sampler, n)] = {"metrics": metrics, "infer_ms_per_1k": ev["infer_ms_per_1k"],
-                                                         **{k: v for k, v in ev.items() if k.endswith("_ms_per_1k")}}
+            run["variants"][variant_name(sampler, n)] = _variant_row(ev)
             if "ivf" in retrieval and base in DIFFUSION and sampler != "ddpm":
                 probe = model.config.n_probe
                 ev = evaluate_seq(model, data.test, ks=ks, single_rows=0, retrieval="ivf", n_probe=probe,
                                   repeats=timing_repeats, **kwargs)
-                run["variants"][variant_name(sampler, n, "ivf", probe)] = {
-                    "metrics": {k: ev[k] for k in metrics}, "infer_ms_per_1k": ev["infer_ms_per_1k"],
-                    **{f"{part}_ms_per_1k": ev[f"{part}_ms_per_1k"] for part in ("encode", "sample", "rank")}}
+                run["variants"][variant_name(sampler, n, "ivf", probe)] = _variant_row(ev)
         entry["runs"].append(run)
         _summarise(entry)
         if partial is not None:
@@ -283,6 +275,13 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     result["environment"]["finished"] = _now()
     result["summary"] = summarise_targets(result, cfg)
     return result
+
+
+def _variant_row(ev: dict) -> dict:
+    """A bench variant from `evaluate_seq`: its metrics, and its ms per 1,000 rows (diffusion models also
+    report where that time went: encode, sample, rank)."""
+    return {"metrics": {k: v for k, v in ev.items() if "@" in k},
+            **{k: v for k, v in ev.items() if k.endswith("_ms_per_1k")}}
 
 
 def _previous_runs(paths: Sequence[str | Path], data_name: str, options: dict) -> dict:
