@@ -1,3 +1,3 @@
 """Floor 4: the `atelier` CLI, the Gradio UI, batch campaigns and the A/B ranking store."""
 
-import recommenders._offline  # noqa: F401
+import core._offline  # noqa: F401

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-import recommenders._offline  # noqa: F401  (offline defaults before anything else)
 import typer
 
-from recommenders.errors import InputError
+import core._offline  # noqa: F401  (offline defaults before anything else)
+from core.errors import InputError
 
 app = typer.Typer(
     name="atelier",

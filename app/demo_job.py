@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from recommenders.io import atomic_save_image, atomic_write_json, atomic_write_text
+from core.io import atomic_save_image, atomic_write_json, atomic_write_text
 
 BANNER_SIZES = ("300x250", "728x90")
 
@@ -31,12 +31,12 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     from tqdm.auto import tqdm
 
     from app.commands.generate import load_scorer, load_shop_data, user_condition
+    from core.creative import Manifest
     from pipelines.banner import BannerPipeline
     from pipelines.device import set_threads
     from pipelines.loading import load_sd_pipeline
     from pipelines.outfit import OutfitPipeline, outfit_board
     from pipelines.product import ProductPipeline
-    from recommenders.creative import Manifest
     from recommenders.shop.sheets import catalog_sheet, pick_users, users_sheet
 
     t0 = time.time()

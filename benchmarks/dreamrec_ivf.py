@@ -205,9 +205,9 @@ def main(argv=None) -> dict | None:
         print(f"skipped: model folders not found: {', '.join(missing)}")
         return None
 
+    from core.io import atomic_write_json
+    from core.runtime import torch_threads
     from recommenders.datasets import load_seq
-    from recommenders.io import atomic_write_json
-    from recommenders.runtime import torch_threads
 
     threads = torch_threads()
     steps = [int(s) for s in args.steps.split(",")]

@@ -11,7 +11,6 @@ machine-independent view of the floor that every sampler pays (encoding and scor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -45,10 +44,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--json-out")
     args = ap.parse_args(argv)
 
+    from core.io import atomic_write_json
+    from core.runtime import torch_threads
     from recommenders.base import SequentialRecommender
     from recommenders.datasets import load_seq
-    from recommenders.io import atomic_write_json
-    from recommenders.runtime import torch_threads
 
     threads = torch_threads()
     model = SequentialRecommender.load(args.model_dir)

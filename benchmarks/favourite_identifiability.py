@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
     from recommenders.shop import DemoShop
     from recommenders.shop.demoshop import DEMO_SHOP_DIR
     from recommenders.shop.tastes import TASTE_MODEL

@@ -48,7 +48,12 @@ TINY_TEXT = dict(SD15_TEXT, hidden_size=64, intermediate_size=128, num_hidden_la
 def build_pipeline(tiny: bool):
     """A StableDiffusionPipeline with SD 1.5's architecture (or a tiny one) and random weights."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from pipelines.tokenizer import build_clip_tokenizer
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         print(f"{r['setting']:<48} {r['it_per_s']:>8.2f} {r['s_per_image']:>9.3f} {r['speedup_vs_default']:>8.2f}")
     if args.json_out:
-        from recommenders.io import atomic_write_json
+        from core.io import atomic_write_json
 
         atomic_write_json(args.json_out, result)
     print(json.dumps(result))

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not (1 <= a.clients <= 200 and 1 <= a.per_client <= 100_000):
         p.error("--clients must be 1..200 and --per-client 1..100000 (this is a bounded test)")
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
 
     reports = []
     with tempfile.TemporaryDirectory(prefix="atelier-load-") as tmp:

@@ -66,6 +66,7 @@ def main(argv=None) -> dict:
     from PIL import Image, ImageDraw
 
     from app.commands.generate import load_scorer, load_shop_data, user_condition
+    from core.io import atomic_save_image
     from pipelines.background import BackgroundPipeline
     from pipelines.banner import BannerPipeline
     from pipelines.device import describe, pick_device, set_threads
@@ -73,7 +74,6 @@ def main(argv=None) -> dict:
     from pipelines.loading import load_controlnet, load_sd_pipeline
     from pipelines.outfit import BOTTOMS, ONE_PIECES, TOPS, OutfitPipeline, outfit_board
     from pipelines.product import ProductPipeline
-    from recommenders.io import atomic_save_image
 
     set_threads()
     data = load_shop_data("demo", args.recommender)

@@ -37,11 +37,16 @@ def main() -> None:
 
     import torch
 
+    from core.io import atomic_write_json
     from finetune.data import UserConditions
-    from finetune.reward_model import (RewardTrainConfig, attribute_probes, catalog_probes, fit_and_report,
-                                       impression_features)
+    from finetune.reward_model import (
+        RewardTrainConfig,
+        attribute_probes,
+        catalog_probes,
+        fit_and_report,
+        impression_features,
+    )
     from pipelines.scorer import Scorer
-    from recommenders.io import atomic_write_json
     from recommenders.shop import DemoShop
 
     torch.set_num_threads(1)

@@ -33,8 +33,8 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from core.io import atomic_write_json
     from recommenders.condition import TASTE_FIT
-    from recommenders.io import atomic_write_json
     from recommenders.shop import DemoShop
     from recommenders.taste import fit_attribute_taste
 
@@ -79,9 +79,9 @@ def main() -> None:
     result["choice_chosen_on_tune_users"] = best
     result["choice_shipped"] = TASTE_FIT
 
+    import recommenders.condition as condition
     from app.batch.audience import ShopData
     from app.batch.jobs import AudienceMember
-    import recommenders.condition as condition
 
     data = ShopData("demo", ROOT, "ease")
     plain = condition.condition_from_scores

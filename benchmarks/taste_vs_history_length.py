@@ -55,10 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
+    from core.io import atomic_write_json
     from recommenders.condition import TASTE_FIT
-    from recommenders.io import atomic_write_json
-    from recommenders.shop import DemoShop
-    from recommenders.shop import world
+    from recommenders.shop import DemoShop, world
     from recommenders.shop.demoshop import DEMO_SHOP_DIR
     from recommenders.taste import fit_attribute_taste
 

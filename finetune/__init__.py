@@ -1,3 +1,3 @@
 """Floor 3: LoRA, Diffusion-DPO, the CTR reward model, the preference adapter and demo-model training."""
 
-import recommenders._offline  # noqa: F401
+import core._offline  # noqa: F401

@@ -17,11 +17,19 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .data import CaptionedImage, UserConditions
-from .lora import (SDComponents, batch_indices, denoising_errors, encode_images, encode_text, load_sd_components,
-                   noise_and_timesteps, sample_latents)
+from .lora import (
+    SDComponents,
+    batch_indices,
+    denoising_errors,
+    encode_images,
+    encode_text,
+    load_sd_components,
+    noise_and_timesteps,
+    sample_latents,
+)
 
 
 @dataclass

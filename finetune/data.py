@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
-from recommenders.errors import InputError
-from recommenders.io import read_jsonl
-from recommenders.validate import check_image_file
+from core.errors import InputError
+from core.io import read_jsonl
+from core.validate import check_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ImageLike = Union[Path, "PIL.Image.Image"]  # noqa: F821 (PIL is imported lazily)

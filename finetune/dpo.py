@@ -20,13 +20,24 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from recommenders.errors import InputError
-from recommenders.io import append_jsonl, atomic_save_image, atomic_write_json
+from core.errors import InputError
+from core.io import append_jsonl, atomic_save_image, atomic_write_json
 
 from .data import PreferencePair
-from .lora import (LoraTrainConfig, LoraWeights, SDComponents, add_lora, batch_indices,
-                   denoising_errors, encode_images, encode_text, load_sd_components, noise_and_timesteps,
-                   sample_latents, save_lora_weights)
+from .lora import (
+    LoraTrainConfig,
+    LoraWeights,
+    SDComponents,
+    add_lora,
+    batch_indices,
+    denoising_errors,
+    encode_images,
+    encode_text,
+    load_sd_components,
+    noise_and_timesteps,
+    sample_latents,
+    save_lora_weights,
+)
 
 # scores images for one prompt; higher is better (a reward model's CTR, the oracle's CTR, ...)
 Judge = Callable[[list, str], list[float]]

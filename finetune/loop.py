@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_json, load_safetensors, save_safetensors
+from core.errors import InputError
+from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 StepFn = Callable[[int, torch.Generator], "torch.Tensor | tuple[torch.Tensor, dict]"]
 ValidateFn = Callable[[int], "dict | None"]

@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_json
+from core.errors import InputError
+from core.io import atomic_write_json
 
 from .data import CaptionedImage, image_to_tensor
 
@@ -162,7 +162,7 @@ def save_lora_weights(parts: SDComponents, out_dir: str | Path) -> Path:
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    from recommenders.io import atomic_write_bytes
+    from core.io import atomic_write_bytes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,7 +391,7 @@ class LoraTrainer:
 
     def validate(self, step: int) -> dict:
         """Generate the validation prompts with fixed seeds into `validation/step-N/`."""
-        from recommenders.io import atomic_save_image
+        from core.io import atomic_save_image
 
         pipe = build_pipeline(self.parts)
         paths = []

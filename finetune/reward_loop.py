@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_save_image, atomic_write_json, sha256_file
+from core.errors import InputError
+from core.io import atomic_save_image, atomic_write_json, sha256_file
 
 from .data import CaptionedImage
 from .dpo import generate, lora_pipeline
@@ -53,10 +53,10 @@ class AudienceJudge:
         shop = shop or DemoShop.load()
         users = list(users) if users is not None else segment_users(shop, segment)
         if reward_model is not None:
+            from pipelines.reward import RewardModel
             from pipelines.scorer import Scorer
 
             from .data import UserConditions
-            from .reward_model import RewardModel
 
             model = RewardModel.from_pretrained(reward_model)
             conditions = UserConditions(shop.interactions, shop.catalog, model=model.config.user_source)
@@ -265,7 +265,7 @@ def _load_state(out_dir: Path, run: dict) -> dict | None:
 
 
 def _remove_temp_files(out_dir: Path) -> None:
-    """Temp files of writes a kill interrupted (`recommenders.io.atomic_path` names), in what this loop writes."""
+    """Temp files of writes a kill interrupted (`core.io.atomic_path` names), in what this loop writes."""
     for tmp in [*out_dir.glob(".*.tmp"), *out_dir.glob("round-*/**/.*.tmp")]:
         if tmp.is_file():
             tmp.unlink()

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_json, load_safetensors, save_safetensors
+from core.errors import InputError
+from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "models" / "attribute-classifier"
 

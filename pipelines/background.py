@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import InputError
 from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 
+from .candidate_scores import rank_output
 from .conditioning import NEGATIVE_PROMPT, keyword_prompt
 from .personalized import PersonalizedPipeline, PipelineOutput, progress_bar
-from .ranking import rank_output
 
 MODES = ("controlnet", "inpaint")
 BACKDROP = (127, 127, 127)  # what the product is flattened on for edges and inpainting

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter, ImageOps
 
+from core.errors import InputError
 from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 
+from .candidate_scores import rank_output
 from .conditioning import NEGATIVE_PROMPT, keyword_prompt
 from .layout import BANNER_SIZES, WCAG_AA, draw_text, plan_banner, text_ink_box
 from .personalized import PersonalizedPipeline, PipelineOutput, progress_bar
-from .ranking import rank_output
 
 # Accent colors for the call-to-action button, by the shopper's favourite color keyword.
 ACCENTS: dict[str, tuple[int, int, int]] = {

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_json, load_safetensors, save_safetensors
+from core.errors import InputError
+from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
           "bf16": "bfloat16", "bfloat16": "bfloat16"}

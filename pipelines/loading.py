@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .device import pick_device, pick_dtype
 

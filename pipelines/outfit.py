@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
+from core.errors import InputError
 from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 
+from .candidate_scores import CatalogEmbeddings, as_unit_rows, score_candidates
 from .conditioning import NEGATIVE_PROMPT, item_picture, keyword_prompt, reference_item
 from .personalized import PersonalizedPipeline, PipelineOutput, progress_bar
-from .ranking import CatalogEmbeddings, as_unit_rows, score_candidates
 
 # Outfit structure: top + bottom, or a one-piece; then shoes and a bag (the demo shop's rules,
 # which also read naturally for real catalogs using these category names).

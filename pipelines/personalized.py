@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from core.creative import Creative, Manifest
+from core.errors import InputError
+from core.io import atomic_save_image
 from recommenders.condition import PreferenceCondition
-from recommenders.creative import Creative, Manifest
-from recommenders.errors import InputError
-from recommenders.io import atomic_save_image
 
 from .conditioning import PreferenceAdapter, encode_prompts, ip_adapter_embeds
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from PIL import Image
 
+from core.errors import InputError
 from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 
+from .candidate_scores import rank_output
 from .conditioning import NEGATIVE_PROMPT, item_picture, keyword_prompt, reference_item
 from .personalized import PersonalizedPipeline, PipelineOutput, progress_bar
-from .ranking import rank_output
 
 REFERENCE_MODES = ("none", "history", "product")
 

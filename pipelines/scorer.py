@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .device import pick_device
 
@@ -33,7 +33,7 @@ class Scorer:
         """Load the demo scorer, a local open_clip folder, or `ARCH:weights.safetensors`."""
         import open_clip
 
-        from recommenders.io import check_not_pickle
+        from core.io import check_not_pickle
 
         dev = pick_device(device)
         spec = str(spec or "demo")

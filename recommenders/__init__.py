@@ -3,10 +3,11 @@
 Light imports only; models are imported lazily via `recommenders.base.model_class`.
 """
 
-from . import _offline  # noqa: F401  (sets offline defaults before any hub library loads)
+from core import _offline  # noqa: F401  (sets offline defaults before any hub library loads)
+from core.creative import Creative, Manifest
+from core.errors import InputError
+
 from .catalog import Catalog, Item
 from .condition import PreferenceCondition, condition_from_scores
-from .creative import Creative, Manifest
-from .errors import InputError
 
 __all__ = ["Catalog", "Item", "PreferenceCondition", "condition_from_scores", "Creative", "Manifest", "InputError"]

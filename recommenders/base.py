@@ -11,9 +11,10 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from core.errors import InputError
+from core.io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
+
 from .condition import PreferenceCondition, condition_from_scores
-from .errors import InputError
-from .io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
 
 # model name -> "module:Class"; imported lazily so `atelier --help` stays fast.
 MODEL_CLASSES: dict[str, str] = {

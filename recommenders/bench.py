@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from core.errors import InputError
+
 from .metrics import coverage, mean_popularity, ranking_metrics, topk
 
 CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec")
@@ -318,7 +319,7 @@ def plot(result: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     for name, m in result["models"].items():

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
-from .io import atomic_write_text
-from .tabular import iter_csv_rows, iter_jsonl_objects, parse_id
+from core.errors import InputError
+from core.io import atomic_write_text
+from core.tabular import iter_csv_rows, iter_jsonl_objects, parse_id
 
 FIELDS = ("item_id", "title", "category", "attributes", "image_path")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
+from core.io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"

@@ -39,7 +39,7 @@ class PreferenceCondition:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreferenceCondition":
-        from .errors import InputError
+        from core.errors import InputError
 
         unknown = set(d) - {"user_id", "item_scores", "embedding", "attributes", "reference_items", "source"}
         if unknown:

@@ -2,63 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from core.errors import InputError
+
+from .splits import CFSplits, SeqSplit, SeqSplits
 
 CF_FORMATS = {"cf-npy"}
 SEQ_FORMATS = {"seq-npz", "seq-txt"}
-
-
-@dataclass
-class CFSplits:
-    """Train/valid/test user x item matrices (csr, float32, binary) over one id space."""
-
-    name: str
-    train: object
-    valid: object
-    test: object
-    item_emb: np.ndarray | None = None
-    user_ids: list[str] | None = None
-    item_ids: list[str] | None = None
-
-    @property
-    def n_users(self) -> int:
-        return self.train.shape[0]
-
-    @property
-    def n_items(self) -> int:
-        return self.train.shape[1]
-
-
-@dataclass
-class SeqSplit:
-    """Next-item rows: `seq` (N, L) right-padded with the pad id (= n_items), `seq_len` (N,), `target` (N,)."""
-
-    seq: np.ndarray
-    seq_len: np.ndarray
-    target: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-
-@dataclass
-class SeqSplits:
-    name: str
-    n_items: int
-    train: SeqSplit
-    valid: SeqSplit
-    test: SeqSplit
-    item_ids: list[str] | None = None
-    item_emb: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def pad_id(self) -> int:
-        return self.n_items
 
 
 def detect_format(path: str | Path) -> str:

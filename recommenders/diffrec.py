@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .mostpop import HistoryModel, valid_recall
+from core.errors import InputError
+
+from .cf_base import HistoryModel, valid_recall
 
 
 def diffrec_betas(steps: int, noise_scale: float, noise_min: float, noise_max: float,
@@ -285,7 +286,12 @@ class DiffRec(HistoryModel):
         import torch
         from tqdm.auto import tqdm
 
-        from .checkpoint import EpochCheckpoint, cf_fingerprint, restore_epoch, save_epoch
+        from .checkpoint import (
+            EpochCheckpoint,
+            cf_fingerprint,
+            restore_epoch,
+            save_epoch,
+        )
 
         c = self.config
         self._set_history(data.train)

@@ -38,10 +38,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.errors import InputError
+
 from .ann import IVFIndex
-from .errors import InputError
-from .sasrec import NextItemModel, SeqEncoder
 from .schedulers import SAMPLERS, SchedulerConfig, make_scheduler
+from .seq_base import NextItemModel, SeqEncoder
 
 OBJECTIVES = ("mse", "preferdiff", "softmax")
 SCORES = ("dot", "cosine")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mostpop import HistoryModel
+from .cf_base import HistoryModel
 
 
 class EASE(HistoryModel):

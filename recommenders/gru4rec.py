@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .sasrec import NextItemModel
+from .seq_base import NextItemModel
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .tabular import iter_csv_rows, parse_float, parse_id
+from core.errors import InputError
+from core.tabular import iter_csv_rows, parse_float, parse_id
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Interactions:
 
     def to_cf_splits(self, ratios: tuple[float, float, float] = (0.7, 0.2, 0.1), name: str = "interactions"):
         """Per-user temporal split: each user's earliest events train, later ones validate, the last ones test."""
-        from .datasets import CFSplits
+        from .splits import CFSplits
 
         if len(ratios) != 3 or abs(sum(ratios) - 1) > 1e-6 or min(ratios) < 0:
             raise InputError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
@@ -86,7 +86,7 @@ class Interactions:
 
     def to_seq_splits(self, max_len: int = 10, name: str = "interactions"):
         """Next-item rows: history (last `max_len` items) -> next item; each user's last target is test, the one before valid."""
-        from .datasets import SeqSplit, SeqSplits
+        from .splits import SeqSplit, SeqSplits
 
         pad = self.n_items
         rows = {0: ([], []), 1: ([], []), 2: ([], [])}

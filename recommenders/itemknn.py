@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mostpop import HistoryModel, csr_from_tensors, csr_to_tensors
+from .cf_base import HistoryModel, csr_from_tensors, csr_to_tensors
 
 
 class ItemKNN(HistoryModel):

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import InputError
+
 from .diffrec import DiffRec, build_denoiser
-from .errors import InputError
 
 
 def cluster_items(item_emb: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .mostpop import HistoryModel, valid_recall
+from .cf_base import HistoryModel, valid_recall
 
 
 def _mlp(dims: list[int]):
@@ -85,7 +85,12 @@ class MultiVAE(HistoryModel):
         import torch.nn.functional as F
         from tqdm.auto import tqdm
 
-        from .checkpoint import EpochCheckpoint, cf_fingerprint, restore_epoch, save_epoch
+        from .checkpoint import (
+            EpochCheckpoint,
+            cf_fingerprint,
+            restore_epoch,
+            save_epoch,
+        )
 
         c = self.config
         self._set_history(data.train)

@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
+from core.errors import InputError
+
 from .base import model_class
 from .datasets import load_seq
-from .errors import InputError
 from .metrics import metrics_from_top, ranking_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"

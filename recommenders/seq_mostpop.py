@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sasrec import NextItemModel
+from .seq_base import NextItemModel
 
 
 @dataclass

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.ab import fit_bradley_terry, fit_votes, stopping_rule, summarize, thompson_choice
+from app.ab import (
+    fit_bradley_terry,
+    fit_votes,
+    stopping_rule,
+    summarize,
+    thompson_choice,
+)
 from app.ab.export import pairs_from_reward
-from app.ab.ranking import rank_candidates
+from app.ab.prescreen import rank_candidates
 
 
 def test_thompson_sampling_concentrates_on_best_arm():

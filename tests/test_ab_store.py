@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from app.ab import ABStore, preference_pairs, results, serve_once, write_pairs
-from recommenders.errors import InputError
-from recommenders.io import read_jsonl
+from core.errors import InputError
+from core.io import read_jsonl
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_rank_command_orders_by_reward_and_feeds_an_experiment(tmp_path, monkeyp
 
     import finetune.reward_loop as reward_loop
     from app.commands.ab import app as ab_app
-    from recommenders.creative import Creative, Manifest
+    from core.creative import Creative, Manifest
 
     manifest = Manifest(tmp_path / "manifest.jsonl")
     for k, level in enumerate([40, 200, 120]):

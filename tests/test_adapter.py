@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,16 @@ def test_examples_leave_the_target_item_out(users):
 
 
 def test_adapter_trains_with_the_base_frozen_and_loads(users, shop, tmp_path):
-    from tests.tiny_models import build_tiny_sd
-
-    from finetune.adapter import AdapterTrainConfig, AdapterTrainer, color_match, history_examples
+    from finetune.adapter import (
+        AdapterTrainConfig,
+        AdapterTrainer,
+        color_match,
+        history_examples,
+    )
     from finetune.dpo import lora_pipeline
     from finetune.lora import load_sd_components
     from pipelines.conditioning import PreferenceAdapter
+    from tests.tiny_models import build_tiny_sd
 
     sd = build_tiny_sd(tmp_path / "sd")
     parts = load_sd_components(sd)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import InputError
 from recommenders.ann import IVFIndex, exact_topk, kmeans, recall_at_k
 from recommenders.base import SequentialRecommender, model_class
-from recommenders.errors import InputError
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputError
 from recommenders.catalog import Catalog
-from recommenders.errors import InputError
 from recommenders.interactions import load_interactions_csv
 
 HEADER = "user_id,item_id,timestamp\n"

@@ -23,9 +23,9 @@ import pytest
 from app.batch.campaign import parse_campaign, safe_output_dir
 from app.batch.jobs import AudienceMember, expand_jobs
 from app.batch.runner import MANIFEST, run_campaign
-from recommenders.creative import Creative
-from recommenders.errors import InputError
-from recommenders.io import read_jsonl
+from core.creative import Creative
+from core.errors import InputError
+from core.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

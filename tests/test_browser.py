@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -95,7 +95,7 @@ def serve_app(tmp: Path, model: str, steps: int | str):
 
 
 def skip_without_shop(tmp_path_factory) -> None:
-    from app.ui.workspace import Unavailable, UIConfig, Workspace
+    from app.ui.workspace import UIConfig, Unavailable, Workspace
 
     try:
         Workspace(UIConfig(out_dir=tmp_path_factory.mktemp("probe"))).shop()

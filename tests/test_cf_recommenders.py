@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from core.errors import InputError
 from recommenders.base import CFRecommender, model_class
-from recommenders.datasets import CFSplits
-from recommenders.errors import InputError
+from recommenders.splits import CFSplits
 
 TINY = {  # hyperparameters small enough for a unit test
     "mostpop": {},

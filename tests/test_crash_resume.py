@@ -180,7 +180,7 @@ def _lora_cmd(*args: str) -> list[str]:
     probe = subprocess.run(atelier("finetune", "lora", "--help"), cwd=ROOT, env=ENV, capture_output=True, timeout=120)
     if probe.returncode == 0:
         return atelier("finetune", "lora", *args)
-    return [sys.executable, "-c", "from app.commands.finetune_commands import app; app(prog_name='atelier finetune')",
+    return [sys.executable, "-c", "from app.commands.finetune import app; app(prog_name='atelier finetune')",
             "lora", *args]
 
 
@@ -247,7 +247,7 @@ def test_atomic_write_leaves_old_file_when_killed(tmp_path):
     target.write_text('{"old": true}')
     script = textwrap.dedent(f"""
         import os, signal
-        from recommenders.io import atomic_path
+        from core.io import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             tmp.write_text('{{"new": tru')
             os.kill(os.getpid(), signal.SIGKILL)

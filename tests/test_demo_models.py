@@ -35,8 +35,8 @@ def test_clip_tokenizer_matches_open_clip():
 
 # -- loading errors --------------------------------------------------------------------------------
 def test_loading_errors_are_one_clear_line(tmp_path, monkeypatch):
+    from core.errors import InputError
     from pipelines.loading import load_controlnet, load_sd_pipeline
-    from recommenders.errors import InputError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="not found"):
@@ -70,8 +70,8 @@ def test_loading_errors_are_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_device_choice():
+    from core.errors import InputError
     from pipelines.device import pick_device, pick_dtype
-    from recommenders.errors import InputError
 
     assert pick_device("cpu").type == "cpu"
     assert pick_dtype("cpu") == torch.float32

@@ -4,11 +4,10 @@ import copy
 
 import numpy as np
 import pytest
+from test_cf_recommenders import TINY, tiny_splits
 
 import recommenders.diffrec as diffrec
 from recommenders.diffrec import DiffRec, ema_warmup_decay
-
-from test_cf_recommenders import TINY, tiny_splits
 
 
 def test_ema_warmup_decay_rises_to_the_cap():

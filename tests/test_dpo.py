@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 
 def redness(images, prompt):
@@ -58,7 +58,12 @@ def write_pairs(folder: Path) -> Path:
 
 def test_dpo_trains_from_ab_export_and_the_lora_loads(tiny_sd, tmp_path):
     from finetune.data import load_preference_pairs
-    from finetune.dpo import DPOTrainConfig, DPOTrainer, lora_pipeline, train_dpo, win_rate
+    from finetune.dpo import (
+        DPOTrainConfig,
+        DPOTrainer,
+        lora_pipeline,
+        win_rate,
+    )
     from finetune.lora import load_sd_components, save_lora_weights
 
     pairs = load_preference_pairs(write_pairs(tmp_path / "ab"))
@@ -108,7 +113,7 @@ def test_pairs_by_ranking_and_bad_pairs_file(tiny_sd, tmp_path):
 def test_dpo_command_from_an_ab_export(tiny_sd, tmp_path):
     from typer.testing import CliRunner
 
-    from app.commands.finetune_commands import app
+    from app.commands.finetune import app
 
     pairs = write_pairs(tmp_path / "ab")
     args = ["dpo", "--pairs", str(pairs), "--base-model", str(tiny_sd), "--out", str(tmp_path / "out"), "--steps", "2",

@@ -87,7 +87,7 @@ def test_ui_generation_queue_is_fifo_and_cancel_is_per_session(lt, tmp_path, mon
 
     from app.ui import engine
     from app.ui.workspace import Unavailable
-    from recommenders.creative import Creative
+    from core.creative import Creative
 
     runs: list[tuple[str, float, float]] = []
     lock = threading.Lock()

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 COLORS = {"red": (220, 30, 30), "blue": (30, 40, 220), "green": (30, 200, 60), "yellow": (240, 220, 30)}
@@ -106,7 +106,12 @@ def test_lora_output_loads_in_plain_diffusers(tiny_sd, data_dir, tmp_path):
     from diffusers import StableDiffusionPipeline
 
     from finetune.data import load_caption_folder
-    from finetune.lora import LoraTrainConfig, build_pipeline, load_sd_components, train_lora
+    from finetune.lora import (
+        LoraTrainConfig,
+        build_pipeline,
+        load_sd_components,
+        train_lora,
+    )
 
     parts = load_sd_components(tiny_sd)
     cfg = LoraTrainConfig(rank=4, alpha=8, steps=6, batch_size=2, learning_rate=5e-3, train_text_encoder=True,
@@ -161,7 +166,7 @@ def test_caption_folder_and_config_errors(tmp_path, data_dir):
 def test_lora_command_prints_and_writes_json(tiny_sd, data_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from app.commands.finetune_commands import app
+    from app.commands.finetune import app
 
     args = ["lora", str(data_dir), "--base-model", str(tiny_sd), "--out", str(tmp_path / "cli"), "--steps", "2",
             "--batch-size", "2", "--rank", "2", "--checkpoint-every", "1", "--json", "--json-out",

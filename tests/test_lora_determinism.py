@@ -64,8 +64,8 @@ def test_lora_same_seed_same_bytes_across_processes(tmp_path):
     A LoRA file has two metadata keys, so with unsorted headers six runs would agree only by a 1-in-32
     chance (`test_canonical_safetensors_ignores_metadata_order` checks the sorting itself every time).
     The text encoder trains too, so its LoRA path is covered as well."""
-    from tiny_models import build_tiny_sd
     from test_crash_resume import _caption_folder
+    from tiny_models import build_tiny_sd
 
     sd = build_tiny_sd(tmp_path / "tiny-sd")
     data = _caption_folder(tmp_path / "data")

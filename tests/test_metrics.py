@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommenders.metrics import coverage, mask_seen, mean_popularity, metrics_from_top, ranking_metrics, topk
+from recommenders.metrics import (
+    coverage,
+    mask_seen,
+    mean_popularity,
+    metrics_from_top,
+    ranking_metrics,
+    topk,
+)
 
 
 def csr(rows, n_items):

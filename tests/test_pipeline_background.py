@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-
-from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 from tiny_models import session_tiny_controlnet, session_tiny_sd
+
+from core.errors import InputError
+from recommenders.condition import PreferenceCondition
 
 STEPS = 3
 

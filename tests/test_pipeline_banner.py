@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from tiny_models import session_tiny_sd
 
 from recommenders.condition import PreferenceCondition
-from tiny_models import session_tiny_sd
 
 SIZES = [(300, 250), (728, 90), (1200, 628), (1080, 1080)]
 

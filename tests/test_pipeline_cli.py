@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-
 from tiny_models import session_tiny_catalog, session_tiny_sd
 
 
@@ -31,10 +30,10 @@ def run(args):
 
 
 def test_generate_product_writes_pngs_and_manifest(shop, tmp_path_factory, tmp_path):
+    from core.creative import Manifest
     from pipelines.loading import load_sd_pipeline
     from pipelines.product import ProductPipeline
     from recommenders.catalog import Catalog
-    from recommenders.creative import Manifest
 
     model = str(session_tiny_sd(tmp_path_factory))
     out = tmp_path / "out"

@@ -1,13 +1,12 @@
 """Keyword prompts, the preference adapter (shapes, save/load, guidance) and candidate ranking."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-
-from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+
+from core.errors import InputError
+from recommenders.condition import PreferenceCondition
 
 
 def cond(**kw):
@@ -101,7 +100,7 @@ def test_reference_item_prefers_same_category(tmp_path_factory):
 def test_rank_order_and_scores(tmp_path_factory):
     from PIL import Image
 
-    from pipelines.ranking import rank_order, score_candidates
+    from pipelines.candidate_scores import rank_order, score_candidates
 
     assert rank_order([{"a": 1, "b": 3}, {"a": 2, "b": 2}, {"a": 3, "b": 1}, {"a": 4, "b": 4}]) == [3, 0, 1, 2]
     assert rank_order([{"clip": 9, "ctr": 0.1}, {"clip": 0, "ctr": 0.2}]) == [1, 0]

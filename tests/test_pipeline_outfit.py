@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from recommenders.condition import PreferenceCondition
-from recommenders.errors import InputError
 from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+
+from core.errors import InputError
+from recommenders.condition import PreferenceCondition
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from recommenders.condition import PreferenceCondition
-from recommenders.creative import Manifest
-from recommenders.errors import InputError
 from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+
+from core.creative import Manifest
+from core.errors import InputError
+from recommenders.condition import PreferenceCondition
 
 STEPS = 3
 
@@ -139,10 +139,10 @@ def test_bad_requests_raise_input_errors(parts, condition, kwargs, message):
 
 def test_ip_adapter_reference_from_history(tmp_path_factory, tmp_path, parts, condition):
     from diffusers import StableDiffusionPipeline
+    from tiny_models import build_tiny_ip_adapter
 
     from pipelines.conditioning import load_ip_adapter
     from pipelines.product import ProductPipeline
-    from tiny_models import build_tiny_ip_adapter
 
     sd_dir = session_tiny_sd(tmp_path_factory)
     weights = build_tiny_ip_adapter(tmp_path_factory.getbasetemp() / "tiny_ip", sd_dir)

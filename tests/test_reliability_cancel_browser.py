@@ -13,8 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_browser import (_click, _count_images, _wait, browser, serve_app, skip_without_shop,  # noqa: F401
-                          tiny_model)
+from test_browser import (  # noqa: F401
+    _click,
+    _count_images,
+    _wait,
+    browser,
+    serve_app,
+    skip_without_shop,
+    tiny_model,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 STEPS = 600

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from test_crash_resume import SEED, assert_no_partial_files, atelier, kill_and_resume, sha256, timed_run
+from test_crash_resume import (
+    SEED,
+    assert_no_partial_files,
+    atelier,
+    kill_and_resume,
+    sha256,
+    timed_run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,7 @@ users = UserConditions(shop.interactions, shop.catalog)
 cfg = AdapterTrainConfig(steps=30, batch_size=4, items_per_user=1, checkpoint_every=3, seed=2)
 report = train_adapter(sys.argv[1], users, sorted(users.user_ids)[:40], sys.argv[2], cfg, resume="latest",
                        progress=False)
-from recommenders.io import atomic_write_json
+from core.io import atomic_write_json
 atomic_write_json(sys.argv[2] + "-report.json", report)
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 
 def _animated_gif(path: Path) -> Path:
@@ -21,7 +21,7 @@ def _animated_gif(path: Path) -> Path:
 
 def test_studio_refuses_animated_gif_like_the_cli(tmp_path):
     from app.ui import studio
-    from recommenders.validate import check_product_image
+    from core.validate import check_product_image
 
     gif = _animated_gif(tmp_path / "anim.gif")
     with pytest.raises(InputError) as cli:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 
 def pixel_embed(images):
@@ -42,7 +42,12 @@ def test_user_conditions_are_the_recommenders_and_leave_items_out(shop, users):
 
 
 def test_reward_model_learns_clicks_and_reports_oracle_auc(shop, users, tmp_path):
-    from finetune.reward_model import RewardModel, RewardTrainConfig, fit_and_report, impression_features
+    from finetune.reward_model import (
+        RewardModel,
+        RewardTrainConfig,
+        fit_and_report,
+        impression_features,
+    )
 
     features = impression_features(shop.impressions, shop.catalog, users, pixel_embed)
     assert len(features) == len(shop.impressions) and features.image.shape[1] == 48
@@ -92,7 +97,11 @@ def test_reward_model_learns_clicks_and_reports_oracle_auc(shop, users, tmp_path
 
 def test_reward_model_at_chance_on_shuffled_clicks(shop, users):
     """Guard against leakage: with labels shuffled there is nothing to learn."""
-    from finetune.reward_model import RewardTrainConfig, fit_and_report, impression_features
+    from finetune.reward_model import (
+        RewardTrainConfig,
+        fit_and_report,
+        impression_features,
+    )
 
     features = impression_features(shop.impressions, shop.catalog, users, pixel_embed)
     features.click = np.random.default_rng(0).permutation(features.click)
@@ -102,8 +111,13 @@ def test_reward_model_at_chance_on_shuffled_clicks(shop, users):
 
 def test_taste_users_and_catalog_probes_give_an_affinity_term(shop, users, tmp_path):
     """User vectors from the attribute choice model + probes fitted on the catalog's labels."""
-    from finetune.reward_model import (RewardModel, RewardTrainConfig, catalog_probes, fit_and_report,
-                                       impression_features)
+    from finetune.reward_model import (
+        RewardModel,
+        RewardTrainConfig,
+        catalog_probes,
+        fit_and_report,
+        impression_features,
+    )
 
     words, weight, bias = catalog_probes(shop.catalog, pixel_embed, cs=(10.0,))
     kinds = [k for k, _ in words]
@@ -137,7 +151,7 @@ def test_taste_users_and_catalog_probes_give_an_affinity_term(shop, users, tmp_p
 def test_reward_command_input_errors(tmp_path):
     from typer.testing import CliRunner
 
-    from app.commands.finetune_commands import app
+    from app.commands.finetune import app
 
     result = CliRunner().invoke(app, ["reward", "--impressions", str(tmp_path / "x.csv")])
     assert isinstance(result.exception, InputError)
@@ -156,10 +170,14 @@ def redness(images, prompt=""):
 
 
 def test_reward_loop_round_trip_on_a_tiny_model(tmp_path):
-    from tests.tiny_models import build_tiny_sd
-
     from finetune.lora import LoraTrainConfig
-    from finetune.reward_loop import AudienceJudge, RewardLoopConfig, run_reward_loop, split_users
+    from finetune.reward_loop import (
+        AudienceJudge,
+        RewardLoopConfig,
+        run_reward_loop,
+        split_users,
+    )
+    from tests.tiny_models import build_tiny_sd
 
     sd = build_tiny_sd(tmp_path / "sd")
     cfg = RewardLoopConfig(rounds=2, candidates=4, keep=0.5, sample_steps=2, eval_seeds=2,

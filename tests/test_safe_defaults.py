@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("app", "pipelines", "finetune", "recommenders", "benchmarks", "tests", "assets")
@@ -65,7 +65,7 @@ def test_no_pickle_loading_calls_in_source():
 
 @pytest.mark.parametrize("suffix", [".bin", ".pt", ".pth", ".ckpt", ".pkl"])
 def test_pickle_weights_refused_unless_allowed(tmp_path, suffix):
-    from recommenders.io import check_not_pickle, load_safetensors
+    from core.io import check_not_pickle, load_safetensors
 
     path = tmp_path / f"weights{suffix}"
     path.write_bytes(b"\x80\x04 not to be unpickled")

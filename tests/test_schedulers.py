@@ -4,8 +4,13 @@ import math
 import pytest
 import torch
 
-from recommenders.schedulers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
-                                     make_betas, make_scheduler)
+from recommenders.schedulers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    make_betas,
+    make_scheduler,
+)
 
 torch.set_num_threads(1)
 

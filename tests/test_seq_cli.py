@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from app.commands.rec import _wants_seq, app
 from recommenders.base import SequentialRecommender
-from recommenders.datasets import SeqSplit, SeqSplits, load_seq
+from recommenders.datasets import load_seq
+from recommenders.splits import SeqSplit
 
 torch.set_num_threads(1)
 
@@ -226,7 +227,7 @@ def test_bench_times_fast_samplers_with_ivf_retrieval(folder):
 
 @pytest.mark.parametrize("n_layers,n_heads", [(1, 2), (2, 4), (1, 1)])
 def test_inference_attention_matches_multihead_attention(n_layers, n_heads):
-    from recommenders.sasrec import SeqEncoder, last_query_block
+    from recommenders.seq_base import SeqEncoder, last_query_block
 
     enc = SeqEncoder(N_ITEMS, 8, 16, n_layers, n_heads, 0.1).eval()
     seq = torch.randint(0, N_ITEMS + 1, (64, 8))
@@ -244,9 +245,9 @@ def test_inference_attention_matches_multihead_attention(n_layers, n_heads):
 
 def test_bench_resumes_finished_runs_and_refuses_other_options(folder, tmp_path, monkeypatch):
     """A stopped sequential bench picks up from its --json: finished (model, seed) runs are reused."""
+    from core.errors import InputError
+    from core.io import atomic_write_json
     from recommenders import seq_bench
-    from recommenders.errors import InputError
-    from recommenders.io import atomic_write_json
 
     fast = {"dreamrec": dict(hidden=16, epochs=1, num_train_timesteps=50, batch_size=256)}
     out = tmp_path / "bench.json"

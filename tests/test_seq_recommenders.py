@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import InputError
 from recommenders.base import SequentialRecommender, model_class
-from recommenders.datasets import SeqSplit, SeqSplits
-from recommenders.errors import InputError
+from recommenders.splits import SeqSplit, SeqSplits
 
 torch.set_num_threads(1)
 
@@ -144,7 +144,7 @@ def test_bad_settings_are_input_errors():
 
 @pytest.mark.parametrize("n_layers", [1, 2])
 def test_encoder_last_position_shortcut_matches_the_full_transformer(n_layers):
-    from recommenders.sasrec import SeqEncoder
+    from recommenders.seq_base import SeqEncoder
 
     enc = SeqEncoder(N_ITEMS, 8, 16, n_layers, 2, 0.1).eval()
     seq = torch.randint(0, N_ITEMS + 1, (32, 8))
@@ -157,7 +157,7 @@ def test_encoder_projection_table_follows_weight_updates_and_size_cap():
     """The one-block encoder reads its attention inputs from a per-(item, position) table at
     inference; it must match the full transformer, refresh after an optimiser step or a load, and
     be skipped (same result, computed per row) when it would be too large."""
-    from recommenders.sasrec import SeqEncoder
+    from recommenders.seq_base import SeqEncoder
 
     torch.manual_seed(0)
     enc = SeqEncoder(N_ITEMS, 8, 16, 1, 2, 0.0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recommenders.errors import InputError
+from core.errors import InputError
 from recommenders.shop import DEMO_SHOP_DIR, DemoShop, build_shop, oracle_ctr
 from recommenders.shop.tastes import sample_taste
 from recommenders.shop.vocab import ATTRIBUTE_KINDS, BOLD_COLORS, COLORS, PATTERNS

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import InputError
 from recommenders.catalog import Catalog, Item
 from recommenders.condition import condition_from_scores
-from recommenders.errors import InputError
 from recommenders.taste import attribute_table, fit_attribute_taste
 
 COLORS = ["blue", "green", "red"]

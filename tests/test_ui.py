@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recommenders.creative import Creative, Manifest
-from recommenders.errors import InputError
+from core.creative import Creative, Manifest
+from core.errors import InputError
 
 
 @pytest.fixture()
@@ -214,10 +214,10 @@ def test_studio_text_checks():
 
 
 def test_studio_refuses_huge_images(tmp_path):
-    from app.ui import studio
-
     import struct
     import zlib
+
+    from app.ui import studio
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

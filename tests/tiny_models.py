@@ -29,7 +29,12 @@ def build_tiny_tokenizer(out_dir: str | Path):
 def build_tiny_sd(out_dir: str | Path, *, seed: int = 0, image_size: int = TINY_IMAGE_SIZE) -> Path:
     """Save a tiny random StableDiffusionPipeline folder (SD-1.x layout) and return its path."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     out_dir = Path(out_dir)

@@ -3,7 +3,7 @@
 from .bandit import ArmSummary, StopDecision, stopping_rule, summarize, thompson_choice
 from .bradley_terry import BTResult, fit_bradley_terry, fit_votes
 from .export import pairs_from_reward, preference_pairs, write_pairs
-from .ranking import rank_candidates
+from .prescreen import rank_candidates
 from .service import choose_arm, choose_creative, results, serve_once, vote_pair
 from .store import ABStore, ArmStats, Experiment, Vote
 

@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .service import choose_arm, results, serve_once, vote_pair
 from .store import ABStore

@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_text
+from core.errors import InputError
+from core.io import atomic_write_text
 
 from .bandit import posterior_samples
 from .bradley_terry import fit_votes

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .service import serve_once
 from .store import ABStore

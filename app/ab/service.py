@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .bandit import stopping_rule, summarize, thompson_choice
 from .bradley_terry import fit_votes

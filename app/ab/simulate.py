@@ -81,7 +81,7 @@ def simulate(
     if segment is not None:
         user_ids = [x for x in user_ids if shop.segment_of(x) == segment]
         if not user_ids:
-            from recommenders.errors import InputError
+            from core.errors import InputError
 
             raise InputError(f"no demo-shop users in segment {segment!r}")
     marks = np.unique(np.linspace(1, rounds, checkpoints).astype(int))
@@ -155,7 +155,7 @@ def plot_regret(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from recommenders.io import atomic_path
+    from core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name, r in result["policies"].items():

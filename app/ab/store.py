@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import InputError
 from recommenders.catalog import Catalog
 from recommenders.condition import PreferenceCondition, condition_from_scores
-from recommenders.errors import InputError
 
 from .campaign import Campaign, SegmentSpec
 from .jobs import AudienceMember

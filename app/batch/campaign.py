@@ -19,11 +19,19 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from recommenders.errors import InputError
-from recommenders.validate import check_prompt
+from core.errors import InputError
+from core.validate import check_prompt
 
 MAX_CAMPAIGN_BYTES = 1_000_000
 SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .audience import ShopData
 from .campaign import Campaign
@@ -40,7 +40,7 @@ class CampaignRenderer:
     # --- inputs ------------------------------------------------------------------------------
     def _check_products(self) -> None:
         """Unknown catalog ids, broken images and missing or unsafe weights fail before anything is rendered."""
-        from recommenders.validate import load_user_image
+        from core.validate import load_user_image
 
         for k, p in enumerate(self.campaign.products):
             if p.item is not None and p.item not in self.data.catalog:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from recommenders.creative import Creative, Manifest
-from recommenders.errors import InputError
-from recommenders.io import atomic_write_bytes, atomic_write_json, sha256_file
+from core.creative import Creative, Manifest
+from core.errors import InputError
+from core.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .campaign import Campaign, load_campaign
 from .jobs import AudienceMember, Job, expand_jobs
@@ -80,7 +80,7 @@ def _manifest_files(out_dir: Path) -> list[Path]:
 
 
 def _remove_temp_files(out_dir: Path) -> int:
-    """Delete temp files left by a write that a crash interrupted (`recommenders.io.atomic_path` names)."""
+    """Delete temp files left by a write that a crash interrupted (`core.io.atomic_path` names)."""
     n = 0
     for p in out_dir.rglob(".*.tmp"):
         if p.is_file():

@@ -7,8 +7,8 @@ from typing import Iterable
 
 from jinja2 import Environment, select_autoescape
 
-from recommenders.creative import Creative
-from recommenders.io import atomic_write_text
+from core.creative import Creative
+from core.io import atomic_write_text
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -23,7 +23,7 @@ def _store(db: Path):
 
 def _emit(obj, as_json: bool, text: str | None = None, json_out: Path | None = None) -> None:
     if json_out is not None:
-        from recommenders.io import atomic_write_json
+        from core.io import atomic_write_json
 
         atomic_write_json(json_out, obj)
     if as_json:
@@ -59,15 +59,15 @@ def add(
     as_json: bool = JsonOpt,
 ) -> None:
     """Add one creative, or all creatives of a batch manifest, to an experiment."""
-    from recommenders.errors import InputError
-    from recommenders.validate import check_prompt
+    from core.errors import InputError
+    from core.validate import check_prompt
 
     if prompt is not None:
         prompt = check_prompt(prompt, what="--prompt", allow_empty=True)
     store = _store(db)
     added: list[str] = []
     if manifest is not None:
-        from recommenders.creative import Manifest
+        from core.creative import Manifest
 
         if not manifest.is_file():
             raise InputError("manifest not found", manifest)
@@ -230,10 +230,10 @@ def rank_cmd(
     """Rank candidate creatives offline by predicted CTR, before spending traffic on them."""
     from PIL import Image
 
-    from app.ab.ranking import rank_candidates
+    from app.ab.prescreen import rank_candidates
+    from core.creative import Manifest
+    from core.errors import InputError
     from finetune.reward_loop import AudienceJudge
-    from recommenders.creative import Manifest
-    from recommenders.errors import InputError
 
     if not manifest.is_file():
         raise InputError("manifest not found", manifest)

@@ -24,12 +24,12 @@ def batch(
     json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the summary here.")] = None,
 ) -> None:
     """Generate a campaign's images, manifest and contact sheet; rerunning skips what is done and verified."""
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
 
     if dry_run:
+        from app.batch.audience import ShopData
         from app.batch.campaign import load_campaign
         from app.batch.jobs import expand_jobs
-        from app.batch.audience import ShopData
 
         spec = load_campaign(campaign)
         data = ShopData(spec.shop, campaign.parent, spec.model.recommender)

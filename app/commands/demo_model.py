@@ -27,13 +27,17 @@ def eval_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the metrics JSON here."),
 ) -> None:
     """Generate held-out captions and read color / category / pattern back with the attribute classifier."""
-    from finetune.demo_model.evaluate import contact_sheet, controlnet_fidelity, fidelity
+    from core.errors import InputError
+    from core.io import atomic_write_json
+    from finetune.demo_model.evaluate import (
+        contact_sheet,
+        controlnet_fidelity,
+        fidelity,
+    )
     from pipelines.attribute_classifier import AttributeClassifier
     from pipelines.device import describe, pick_device, set_threads
     from pipelines.loading import load_controlnet, load_sd_pipeline
     from pipelines.scorer import Scorer
-    from recommenders.errors import InputError
-    from recommenders.io import atomic_write_json
 
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")

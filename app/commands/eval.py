@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 app = typer.Typer(help="Evaluate personalization end to end on the demo shop.", no_args_is_help=True)
 
@@ -60,13 +60,17 @@ def evaluate_personalization(*, shop: str = "demo", recommender: str = "ease", m
     from tqdm.auto import tqdm
 
     from app.commands.generate import load_scorer, load_shop_data, user_condition
-    from recommenders.condition import PreferenceCondition
     from pipelines.attribute_classifier import DEMO_PATH, AttributeClassifier
+    from pipelines.candidate_scores import (
+        CatalogEmbeddings,
+        as_unit_rows,
+        history_items,
+    )
     from pipelines.conditioning import PreferenceAdapter
     from pipelines.device import describe, pick_device, set_threads
     from pipelines.loading import load_sd_pipeline
     from pipelines.product import ProductPipeline
-    from pipelines.ranking import CatalogEmbeddings, as_unit_rows, history_items
+    from recommenders.condition import PreferenceCondition
 
     t0 = time.time()
     set_threads()
@@ -217,7 +221,7 @@ def personalization(
     json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.")] = None,
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
 
     result = evaluate_personalization(shop=shop, recommender=recommender, model=model, adapter=adapter,
                                       n_users=users, candidates=candidates, steps=steps, guidance=guidance,

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from recommenders.errors import InputError
-from recommenders.validate import check_prompt
+from core.errors import InputError
+from core.validate import check_prompt
 
 app = typer.Typer(help="Generate personalized product images, backgrounds, banners and outfits.",
                   no_args_is_help=True)
@@ -136,7 +136,7 @@ def load_context(*, user, condition_file, shop, recommender, model, lora, lora_s
     if score:
         ctx.scorer = load_scorer(scorer, device=device)
     if reward is not None:
-        from finetune.reward_model import RewardModel
+        from pipelines.reward import RewardModel
 
         if ctx.scorer is None:
             raise InputError("--reward needs the scorer (its image embeddings are the reward model's input)")
@@ -146,8 +146,8 @@ def load_context(*, user, condition_file, shop, recommender, model, lora, lora_s
 
 def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[dict]:
     """Write images + manifest, then print a short table or the JSON records."""
-    from recommenders.creative import Manifest
-    from recommenders.io import atomic_write_json
+    from core.creative import Manifest
+    from core.io import atomic_write_json
 
     manifest = Manifest(out / "manifest.jsonl")
     paths = output.save(out, manifest)
@@ -171,8 +171,8 @@ def _items(text: Optional[str]) -> list[str]:
 def preflight(*, weights=(), allow_unsafe: bool = False, image: Optional[Path] = None, mask: Optional[Path] = None,
               need_alpha: bool = True) -> None:
     """Check the user's files before any model loads: no pickle weights, readable and safe product pictures."""
-    from recommenders.io import check_not_pickle
-    from recommenders.validate import check_product_image
+    from core.io import check_not_pickle
+    from core.validate import check_product_image
 
     for path in weights:
         if path is not None:
@@ -299,8 +299,8 @@ def outfit(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
+    from core.io import atomic_save_image
     from pipelines.outfit import OutfitPipeline, outfit_board
-    from recommenders.io import atomic_save_image
 
     present = _items(items)
     if not present:

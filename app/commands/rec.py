@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 CHECKPOINT_DIR = ".checkpoint"  # inside --out: sequential models' epoch checkpoints, removed once saved
 
@@ -20,13 +20,13 @@ SEQ_MODELS = ("seq-mostpop", "mostpop", "sasrec", "gru4rec", "dreamrec")
 
 
 def _threads(n: int) -> None:
-    from recommenders.runtime import torch_threads
+    from core.runtime import torch_threads
 
     torch_threads(n)
 
 
 def _emit(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
 
     if json_out is not None:
         atomic_write_json(json_out, result)
@@ -70,7 +70,7 @@ def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
     """`rec train` for next-item data: fit with the data set's YAML, select on valid, save, test once."""
     import time
 
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
     from recommenders.seq_bench import evaluate_seq, train_seq
 
     start = time.perf_counter()
@@ -162,7 +162,12 @@ def train(
     """
     import time
 
-    from recommenders.bench import evaluate, load_model_configs, make_model, parse_models
+    from recommenders.bench import (
+        evaluate,
+        load_model_configs,
+        make_model,
+        parse_models,
+    )
     from recommenders.datasets import load_cf
 
     _threads(threads)
@@ -257,7 +262,7 @@ def bench(
                                        help="Sequential bench: test latencies are the median of this many passes."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
-    from recommenders.io import atomic_write_json
+    from core.io import atomic_write_json
 
     _threads(threads)
     if _is_sequential(data, task):

@@ -41,7 +41,7 @@ def serve(
 
     from app.ui.server import ServerLimits, build_app, parse_auth
     from app.ui.workspace import UIConfig
-    from recommenders.errors import InputError
+    from core.errors import InputError
 
     if not (0 < port < 65536):
         raise InputError(f"port must be 1..65535, got {port}")

@@ -37,7 +37,7 @@ def shop_counts(path: Path | None = None) -> dict:
 
 def _print(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
     if json_out is not None:
-        from recommenders.io import atomic_write_json
+        from core.io import atomic_write_json
 
         atomic_write_json(json_out, result)
     if as_json:

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .workspace import Workspace, session_id, voter_id
 
@@ -60,7 +60,7 @@ def experiment_from_manifest(ws: Workspace, name: str, segment: str | None, mani
     The manifest and every image must lie where the UI may read (the output root or the campaign
     folder), so an experiment can never be used to show other files of the server.
     """
-    from recommenders.creative import Manifest
+    from core.creative import Manifest
 
     manifest = Path(manifest)
     if not manifest.is_file():
@@ -226,7 +226,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 else:
                     if not last or not last.get("creatives"):
                         raise InputError("generate images in the Shopper tab first")
-                    from recommenders.creative import Creative
+                    from core.creative import Creative
 
                     creatives = [Creative.from_dict(d) for d in last["creatives"]]
                     exp_id = create_experiment(ws, name_, segment_ or last.get("segment"), creatives,

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status, check_cancelled
 from .engine import CONCURRENCY_ID, GENERATION_LOCK
@@ -53,7 +53,7 @@ def run_uploaded_campaign(ws: Workspace, upload: str | Path, job_dir: Path, *, p
 
 def zip_folder(folder: Path, zip_path: Path) -> Path:
     """Zip a result folder (images, manifest, contact sheet) atomically for download."""
-    from recommenders.io import atomic_path
+    from core.io import atomic_path
 
     folder = Path(folder)
     with atomic_path(zip_path) as tmp:
@@ -66,7 +66,7 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
 
 def preview(out_dir: Path, limit: int = 24) -> list[tuple[str, str]]:
     """(image path, caption) of the first creatives in a campaign's manifest."""
-    from recommenders.creative import Manifest
+    from core.creative import Manifest
 
     out = []
     for c in Manifest(Path(out_dir) / "manifest.jsonl").load()[:limit]:

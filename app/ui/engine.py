@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .cancel import check_cancelled
 from .workspace import Unavailable, Workspace
@@ -98,7 +98,7 @@ def pipeline(ws: Workspace, kind: str):
 
 def run(ws: Workspace, kind: str, out_dir: Path, *args: Any, **kwargs: Any) -> list[Any]:
     """Run one pipeline call under the lock, save its images and manifest in `out_dir`, return Creatives."""
-    from recommenders.creative import Manifest
+    from core.creative import Manifest
 
     pipe = pipeline(ws, kind)
     kwargs.setdefault("steps", ws.config.steps)

@@ -4,7 +4,7 @@
 from pathlib import Path
 from typing import Any
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID, run

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .workspace import UIConfig, Unavailable, Workspace
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID, run
@@ -36,7 +36,7 @@ def check_text(text: str | None, what: str, max_len: int) -> str | None:
 
 
 def load_upload_image(path: str | Path, *, what: str = "image"):
-    """Open an uploaded picture with the CLI's validator (`recommenders.validate.load_user_image`), or raise InputError.
+    """Open an uploaded picture with the CLI's validator (`core.validate.load_user_image`), or raise InputError.
 
     The UI refuses what the CLI refuses (empty, non-image, truncated, decompression bomb, animated)
     with the same message, and adds one bound of its own: at most `MAX_SIDE` pixels a side, read
@@ -44,7 +44,7 @@ def load_upload_image(path: str | Path, *, what: str = "image"):
     """
     from PIL import Image, UnidentifiedImageError
 
-    from recommenders.validate import load_user_image
+    from core.validate import load_user_image
 
     path = Path(path)
     try:
@@ -60,9 +60,8 @@ def load_upload_image(path: str | Path, *, what: str = "image"):
 
 def prepare_product(upload: str | Path, mask: str | Path | None, out_dir: Path) -> Path:
     """The product as an RGBA PNG in `out_dir`: alpha from the PNG, or from the mask (white = product)."""
-    from PIL import Image
 
-    from recommenders.io import atomic_save_image
+    from core.io import atomic_save_image
 
     product = load_upload_image(upload, what="product image")
     if mask is not None:

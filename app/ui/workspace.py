@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from recommenders.errors import InputError
+from core.errors import InputError
 
 # CF models the Shopper tab offers, in the order shown; the first available one is the default.
 SHOPPER_MODELS = ("ease", "mostpop", "itemknn", "multivae", "diffrec")

@@ -17,7 +17,7 @@ STAGES = ("vae", "decoder", "classifier", "clip", "unet", "controlnet")
 def train_demo_models(what: str = "all", out: str | Path = "runs/demo", *, steps: int | None = None, seed: int = 0,
                       resume: str | None = None, device: str | None = None, progress: bool = True) -> dict:
     """Train one stage or all of them in order; `steps` overrides every stage's default step count."""
-    from recommenders.errors import InputError
+    from core.errors import InputError
 
     from . import export
 

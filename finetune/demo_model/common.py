@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recommenders.io import atomic_write_json, load_safetensors, save_safetensors
+from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 from .configs import MAX_TOKENS
 from .data import DEFAULT_CATALOG, ShopImages, build_shop_images

@@ -61,7 +61,7 @@ def contact_sheet(images: np.ndarray, prompts: list, path: str | Path, predictio
     """A PNG grid of generated images, each captioned with its prompt (green/red: classifier agrees)."""
     from PIL import Image, ImageDraw
 
-    from recommenders.io import atomic_save_image
+    from core.io import atomic_save_image
 
     n = min(len(images), cols * rows)
     h, w = images.shape[1] * scale, images.shape[2] * scale

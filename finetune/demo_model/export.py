@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from recommenders.io import atomic_write_json
+from core.io import atomic_write_json
 
 from .common import tokenizer
 from .configs import SCHEDULER_CONFIG
@@ -21,7 +21,12 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 
 def assemble_sd(out_dir: str | Path, dest: str | Path | None = None) -> Path:
     """Write `dest` (default OUT/demo-sd) from OUT/vae, OUT/unet, OUT/text_encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
 
     out_dir = Path(out_dir)

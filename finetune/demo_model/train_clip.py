@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from core.io import atomic_write_json, save_safetensors
 from finetune.loop import TrainLoop, cosine_schedule
-from recommenders.io import atomic_write_json, save_safetensors
 
 from .common import set_seed, shop_images
 from .configs import CLIP_CONFIG, CLIP_MODEL_NAME, DEFAULT_SETTINGS

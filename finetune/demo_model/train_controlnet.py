@@ -30,7 +30,12 @@ def edge_tensor(products: np.ndarray) -> torch.Tensor:
 def train_controlnet(out_dir: str | Path, *, steps: int | None = None, seed: int = 0, resume: str | None = None,
                      device: str | None = None, progress: bool = True, base: str | Path | None = None) -> dict:
     """Train into `OUT/controlnet/`; `base` is a folder with vae/, unet/, text_encoder/ (default OUT)."""
-    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDPMScheduler,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
 
     cfg = DEFAULT_SETTINGS["controlnet"]

@@ -14,7 +14,13 @@ import torch
 from finetune.loop import EMA, TrainLoop, cosine_schedule
 
 from .common import set_seed, shop_images, to_tensor, tokenize, tokenizer
-from .configs import DEFAULT_SETTINGS, NOISE_SCHEDULE, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, UNET_CONFIG
+from .configs import (
+    DEFAULT_SETTINGS,
+    NOISE_SCHEDULE,
+    SCHEDULER_CONFIG,
+    TEXT_ENCODER_CONFIG,
+    UNET_CONFIG,
+)
 
 
 @torch.no_grad()
@@ -26,7 +32,7 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
 
 def latent_cache(out_dir: Path, vae, images: torch.Tensor) -> torch.Tensor:
     """Latents of the images and of their mirror images, computed once per VAE."""
-    from recommenders.io import load_safetensors, save_safetensors
+    from core.io import load_safetensors, save_safetensors
 
     path = out_dir / "data" / "latents.safetensors"
     if path.exists():

@@ -15,7 +15,6 @@ from .common import image_grid, set_seed, shop_images, to_tensor, to_uint8
 from .configs import DEFAULT_SETTINGS, VAE_CONFIG
 
 
-
 def _reconstruction_validator(vae, val, loop, n_val: int):
     """Validation shared by the VAE stages: a grid of inputs over reconstructions, and their L1."""
 

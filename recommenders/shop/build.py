@@ -12,14 +12,23 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from core.errors import InputError
+from core.io import atomic_write_json, atomic_write_text, sha256_file
+
 from ..catalog import Catalog, Item
-from ..errors import InputError
-from ..io import atomic_write_json, atomic_write_text, sha256_file
 from .draw import SIZE, draw_product
 from .tastes import CLICK_MODEL, TASTE_MODEL, sample_taste
 from .vocab import CATEGORIES, COLORS, GENERATOR_VERSION, PATTERNS, SEGMENTS, STYLES
-from .world import (BROWSING_MODEL, IMPRESSION_MODEL, OUTFIT_MODEL, design_catalog, sample_appeal,
-                    sample_impressions, sample_interactions, sample_outfits)
+from .world import (
+    BROWSING_MODEL,
+    IMPRESSION_MODEL,
+    OUTFIT_MODEL,
+    design_catalog,
+    sample_appeal,
+    sample_impressions,
+    sample_interactions,
+    sample_outfits,
+)
 
 N_USERS = 1200
 

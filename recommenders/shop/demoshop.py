@@ -10,10 +10,11 @@ from typing import Mapping
 
 import numpy as np
 
+from core.errors import InputError
+from core.tabular import iter_csv_rows, iter_jsonl_objects, parse_float, parse_id
+
 from ..catalog import Catalog, Item
-from ..errors import InputError
 from ..interactions import Interactions, load_interactions_csv
-from ..tabular import iter_csv_rows, iter_jsonl_objects, parse_float, parse_id
 from .tastes import FORMATS, Taste, click_probability
 from .vocab import ATTRIBUTE_KINDS
 

@@ -8,7 +8,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from core.errors import InputError
+
 from .vocab import ATTRIBUTE_KINDS, SEGMENTS, vocabulary
 
 # Dirichlet concentrations: values a segment favours vs. the rest, plus one personal favourite.

@@ -11,8 +11,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .tastes import FORMATS, Taste, click_probability
-from .vocab import (ACCESSORIES, ATTRIBUTE_KINDS, BOLD_COLORS, BOTTOMS, CATEGORIES, COLORS, PATTERNS, STYLES,
-                    TOPS, vocabulary)
+from .vocab import (
+    ACCESSORIES,
+    ATTRIBUTE_KINDS,
+    BOLD_COLORS,
+    BOTTOMS,
+    CATEGORIES,
+    COLORS,
+    PATTERNS,
+    STYLES,
+    TOPS,
+    vocabulary,
+)
 
 PLURAL_CATEGORIES = {"trousers", "shoes"}
 

@@ -17,7 +17,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-
 from corpus import CASES, Case, argv_for, build_case
 
 ROOT = Path(__file__).resolve().parents[2]
