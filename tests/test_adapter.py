@@ -39,7 +39,7 @@ def test_examples_leave_the_target_item_out(users):
         assert users.catalog[e.item_id].category in e.prompt
     assert {e.prompt.count(" ") > 1 for e in examples} == {True, False}  # keyword and category-only prompts
     with pytest.raises(InputError, match="--keyword-share"):
-        AdapterTrainConfig(keyword_share=2).check()
+        AdapterTrainConfig(keyword_share=2)
 
 
 def test_adapter_trains_with_the_base_frozen_and_loads(users, shop, tmp_path):

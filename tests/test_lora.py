@@ -158,9 +158,9 @@ def test_caption_folder_and_config_errors(tmp_path, data_dir):
     with pytest.raises(InputError, match="no images"):
         load_caption_folder(tmp_path / "bad" / ".." / "bad2") if (tmp_path / "bad2").mkdir() is None else None
     with pytest.raises(InputError, match="--rank"):
-        LoraTrainConfig(rank=0).check()
+        LoraTrainConfig(rank=0)
     with pytest.raises(InputError, match="--caption-dropout"):
-        LoraTrainConfig(caption_dropout=1.5).check()
+        LoraTrainConfig(caption_dropout=1.5)
 
 
 def test_lora_command_prints_and_writes_json(tiny_sd, data_dir, tmp_path):

@@ -16,12 +16,8 @@ def demo_shop_dir():
 
 @pytest.mark.slow  # loads the demo shop and fits a recommender: ~20 s alone, over 60 s on a busy CPU
 def test_eval_personalization_json(tmp_path_factory, tmp_path, demo_shop_dir):
-    from app.commands.eval import (
-        VARIANTS,
-        derangement,
-        evaluate_personalization,
-        heldout_users,
-    )
+    from app.evaluation import VARIANTS, derangement, evaluate_personalization
+    from recommenders.shop.heldout import heldout_users
     from pipelines.attribute_classifier import AttributeClassifier
     from recommenders.shop.vocab import vocabulary
 

@@ -127,7 +127,8 @@ def test_plain_prompt_and_given_product(parts, condition):
     ({"width": 60}, "multiples of 8"),
     ({"item_id": "nope"}, "unknown product"),
     ({"reference": "dream"}, "reference must be"),
-    ({"num_candidates": 0}, "at least 1"),
+    ({"num_candidates": 0}, "num_candidates must be between 1 and 256"),  # the shared bounds of core.limits
+    ({"guidance": 51.0}, "guidance must be between 0 and 50"),
 ])
 def test_bad_requests_raise_input_errors(parts, condition, kwargs, message):
     from pipelines.product import ProductPipeline

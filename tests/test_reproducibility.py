@@ -63,9 +63,9 @@ def records(folder: Path) -> list[dict]:
 
 def run_in_process(campaign: Path, root: Path) -> Path:
     from app.batch.runner import run_campaign
-    from pipelines.loading import clear_cache
+    from pipelines.assemble import clear_cache
 
-    clear_cache()  # load the model from disk again: nothing carries over between the runs
+    clear_cache()  # assemble and load the models from disk again: nothing carries over between the runs
     summary = run_campaign(campaign, output_root=root, progress=False, device="cpu")
     return Path(summary.output_dir)
 
