@@ -32,13 +32,6 @@ def make_caption_folder(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tests.tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return make_caption_folder(tmp_path_factory.mktemp("data") / "squares")
 

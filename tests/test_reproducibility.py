@@ -20,13 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"created_at"}  # when a record was written; everything else must match
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("repro") / "tiny-sd")
-
-
 def write_campaign(folder: Path, sd: Path, seeds: list[int]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "repro.yaml"

@@ -294,13 +294,11 @@ def test_app_builds_with_api_and_auth(tmp_path):
 
 # --- generation through the tabs' functions (tiny random SD model) --------------------------------
 @pytest.mark.slow
-def test_tabs_generate_with_a_tiny_model(tmp_path, tmp_path_factory):
-    from tiny_models import session_tiny_sd  # tests/ is on sys.path under pytest
-
+def test_tabs_generate_with_a_tiny_model(tmp_path, tiny_sd):
     from app.ui import batch_tab, outfit, shopper, studio
     from app.ui.workspace import UIConfig, Unavailable, Workspace
 
-    sd = session_tiny_sd(tmp_path_factory)
+    sd = tiny_sd
     ws = Workspace(UIConfig(out_dir=tmp_path / "out", ab_db=tmp_path / "ab.sqlite", model=str(sd), steps=2))
     try:
         uid = shopper.demo_users(ws, n=1)[0][1]
