@@ -154,6 +154,8 @@ def reward(
         raise InputError(f"--probe-source must be 'catalog' or 'text', not {probe_source!r}")
     if user_embedding not in ("condition", "profile", "taste"):
         raise InputError(f"--user-embedding must be 'condition', 'profile' or 'taste', not {user_embedding!r}")
+    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, weight_decay=weight_decay,
+                            epochs=epochs, seed=seed)  # bad values fail here, before minutes of loading
     oracle = None
     if impressions is not None:
         if catalog is None or interactions is None:
@@ -174,8 +176,6 @@ def reward(
     users = UserConditions(inter, cat, model=recommender)
     embedder = Scorer.load(scorer)
     features = impression_features(log, cat, users, embedder.embed_images, user_embedding=user_embedding)
-    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, weight_decay=weight_decay,
-                            epochs=epochs, seed=seed)
     report = fit_and_report(features, cfg, out, test_share=test_share, oracle=oracle,
                             probes=None if not probes else (catalog_probes(cat, embedder.embed_images)
                                                             if probe_source == "catalog"
