@@ -17,7 +17,6 @@ working directory.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,16 +194,9 @@ def ip_adapter_weight(path: Path, allow_unsafe: bool = False) -> Path:
 
 
 def _config_folder(field: str, folder: Path, what: str) -> dict:
-    config = folder / "config.json"
-    if not config.is_file():
-        raise SpecError(field, f"not a {what} folder (no config.json)", folder)
-    try:
-        data = json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise SpecError(field, f"config.json is not valid JSON ({e.msg})", config, e.lineno) from None
-    if not isinstance(data, dict):
-        raise SpecError(field, "config.json is not a JSON object", config)
-    return data
+    from core.io import read_config
+
+    return _as_field(field, read_config, folder, what)
 
 
 def _as_field(field: str, fn, *args):

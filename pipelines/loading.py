@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from core.errors import InputError
+from core.io import read_json_object
 
 from .device import pick_device, pick_dtype
 
@@ -148,7 +149,7 @@ def check_controlnet_folder(folder: str | Path) -> None:
     if not config.is_file():
         hint = " (this is a pipeline folder; give its ControlNet)" if (folder / "model_index.json").exists() else ""
         raise InputError(f"not a ControlNet folder (no config.json){hint}", folder)
-    cls = _read_json(config).get("_class_name")
+    cls = read_json_object(config).get("_class_name")
     if cls != "ControlNetModel":
         raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
     _weights_check(folder, "ControlNet folder")
@@ -188,7 +189,7 @@ def folder_geometry(folder: str | Path) -> dict:
     """From a checked pipeline folder's configs alone (no weights loaded): the size multiple, the native
     image side and the UNet's cross-attention width, so sizes and adapters can be checked before loading."""
     folder = Path(folder)
-    unet, vae = _read_json(folder / "unet" / "config.json"), _read_json(folder / "vae" / "config.json")
+    unet, vae = read_json_object(folder / "unet" / "config.json"), read_json_object(folder / "vae" / "config.json")
     try:
         vae_blocks, unet_blocks = vae["block_out_channels"], unet["block_out_channels"]
         native = int(unet["sample_size"]) * 2 ** (len(vae_blocks) - 1)
@@ -197,18 +198,6 @@ def folder_geometry(folder: str | Path) -> dict:
         raise InputError(f"the unet/ or vae/ config.json lacks {e}", folder) from None
     return {"size_multiple": size_multiple(vae_blocks, unet_blocks), "native_size": native,
             "cross_attention_dim": cross if isinstance(cross, int) else None}
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError("file not found", path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON ({e.msg})", path, e.lineno) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path)
-    return data
 
 
 def resolve_scorer(spec: str | Path = "demo") -> tuple[Path | None, str | None, str | None]:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from core import limits
+from app.commands import options
 
 app = typer.Typer(help="Evaluate personalization end to end on the demo shop.", no_args_is_help=True)
 
@@ -18,14 +18,10 @@ app = typer.Typer(help="Evaluate personalization end to end on the demo shop.", 
 @app.command("personalization")
 def personalization(
     users: Annotated[int, typer.Option("--users", min=2, help="Held-out users to evaluate (>= 50 for the report).")] = 50,
-    candidates: Annotated[int, typer.Option("--candidates", "-n", min=limits.CANDIDATES.low,
-                                            max=limits.CANDIDATES.high, help="Images per user and variant.")] = 2,
-    steps: Annotated[int, typer.Option("--steps", min=limits.STEPS.low, max=limits.STEPS.high,
-                                       help="Denoising steps.")] = 20,
-    guidance: Annotated[float, typer.Option("--guidance", min=limits.GUIDANCE.low, max=limits.GUIDANCE.high,
-                                            help="Classifier-free guidance scale.")] = 7.5,
-    seed: Annotated[int, typer.Option("--seed", min=limits.SEED.low, max=limits.SEED.high,
-                                      help="Seed for users, pairings and images.")] = 0,
+    candidates: Annotated[int, options.candidates("Images per user and variant.")] = 2,
+    steps: Annotated[int, options.steps()] = 20,
+    guidance: Annotated[float, options.guidance()] = 7.5,
+    seed: Annotated[int, options.seed("Seed for users, pairings and images.")] = 0,
     shop: Annotated[str, typer.Option("--shop", help="'demo' or a demo-shop folder (known tastes needed).")] = "demo",
     recommender: Annotated[str, typer.Option("--recommender", help="Recommender making the conditions.")] = "ease",
     model: Annotated[str, typer.Option("--model", help="Base model ('demo' or a diffusers folder).")] = "demo",

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from app.commands import options
 from core import limits
 from core.errors import InputError
 from core.validate import check_prompt, parse_size
@@ -28,20 +29,16 @@ Shop = Annotated[str, typer.Option("--shop", help="'demo' or a shop folder (cata
 Recommender = Annotated[str, typer.Option("--recommender", help="Recommender that makes the condition (ease, diffrec, ...).")]
 Model = Annotated[str, typer.Option("--model", help="Base model: 'demo', a diffusers folder, or a hub id (online only).")]
 Lora = Annotated[Optional[Path], typer.Option("--lora", help="LoRA weights to load into the base model.")]
-LoraScale = Annotated[float, typer.Option("--lora-scale", min=limits.LORA_SCALE.low, max=limits.LORA_SCALE.high,
-                                          help="LoRA strength.")]
+LoraScale = Annotated[float, options.lora_scale()]
 Adapter = Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder (preference tokens).")]
 IPAdapter = Annotated[Optional[Path], typer.Option("--ip-adapter", help="IP-Adapter .safetensors (image_encoder/ beside it).")]
 Reward = Annotated[Optional[Path], typer.Option("--reward", help="CTR reward model folder: candidates are ranked by predicted CTR.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).")]
 Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).")]
-Seed = Annotated[int, typer.Option("--seed", min=limits.SEED.low, max=limits.SEED.high,
-                                   help="Seed of the first candidate; candidate i uses seed + i.")]
-Steps = Annotated[int, typer.Option("--steps", min=limits.STEPS.low, max=limits.STEPS.high, help="Denoising steps.")]
-Guidance = Annotated[float, typer.Option("--guidance", min=limits.GUIDANCE.low, max=limits.GUIDANCE.high,
-                                         help="Classifier-free guidance scale.")]
-Candidates = Annotated[int, typer.Option("--candidates", "-n", min=limits.CANDIDATES.low, max=limits.CANDIDATES.high,
-                                         help="Candidates per request.")]
+Seed = Annotated[int, options.seed()]
+Steps = Annotated[int, options.steps()]
+Guidance = Annotated[float, options.guidance()]
+Candidates = Annotated[int, options.candidates()]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).")]
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from core import limits
+from app.commands import options
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -31,8 +31,7 @@ def serve(
         "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
     shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
-    steps: Annotated[int, typer.Option(min=limits.STEPS.low, max=limits.STEPS.high,
-                                       help="Denoising steps per image.")] = 20,
+    steps: Annotated[int, options.steps("Denoising steps per image.")] = 20,
     queue_size: Annotated[int, typer.Option(min=1, help="Most requests waiting in the queue; more are refused.")] = 32,
     concurrency: Annotated[int, typer.Option(
         min=1, help="Requests of one kind served at once (image generation always runs one job at a time).")] = 1,
