@@ -68,12 +68,17 @@ class PipelineSpec:
         p = Path(value).expanduser()
         return p if p.is_absolute() or self.root is None else Path(self.root) / p
 
+    def source(self, name: str) -> str:
+        """A model name as loading takes it: a demo name, an existing folder under `root`, or the name as given
+        (a hub id, or a path that `loading.resolve` will report as missing)."""
+        if name in DEMO or self.root is None:
+            return name
+        p = self.path(name)
+        return str(p) if p.exists() else name
+
     def model_source(self) -> str:
-        """What `load_sd_pipeline` gets: a demo name, an existing folder under `root`, or the name as given."""
-        if self.model in DEMO or self.root is None:
-            return self.model
-        p = self.path(self.model)
-        return str(p) if p.exists() else self.model
+        """What `load_sd_pipeline` gets."""
+        return self.source(self.model)
 
     def controlnet_name(self) -> str | None:
         """The ControlNet to load ("auto" resolved), or None."""
@@ -143,8 +148,8 @@ class PipelineSpec:
     def _check_adapter(self, geometry: dict) -> None:
         folder = self.path(self.adapter)
         config = _config_folder("adapter", folder, "preference adapter")
-        if not (folder / "adapter.safetensors").is_file():
-            raise SpecError("adapter", "preference adapter folder has no adapter.safetensors", folder)
+        if not any(folder.glob("*.safetensors")):
+            raise SpecError("adapter", "preference adapter folder has no *.safetensors weights", folder)
         want = geometry.get("cross_attention_dim")
         if want is not None and config.get("cross_attention_dim") not in (None, want):
             raise SpecError("adapter", f"the adapter makes {config['cross_attention_dim']}-wide tokens; this model's "
@@ -155,16 +160,9 @@ class PipelineSpec:
         return self.controlnet == AUTO
 
     def _check_controlnet(self) -> None:
-        source, local = _as_field("controlnet", resolve, self._controlnet_source(), "demo-controlnet")
+        source, local = _as_field("controlnet", resolve, self.source(self.controlnet_name()), "demo-controlnet")
         if local:
             _as_field("controlnet", check_controlnet_folder, source)
-
-    def _controlnet_source(self) -> str:
-        name = self.controlnet_name()
-        if name in DEMO or self.root is None:
-            return name
-        p = self.path(name)
-        return str(p) if p.exists() else name
 
 
 def check_weights_format(field: str, what: str, path: Path, allow_unsafe: bool = False) -> None:
@@ -284,7 +282,7 @@ class Assembly:
             from .loading import load_controlnet
 
             try:
-                return load_controlnet(self.spec._controlnet_source(), device=self.spec.device, dtype=self.spec.dtype)
+                return load_controlnet(self.spec.source(name), device=self.spec.device, dtype=self.spec.dtype)
             except (ImportError, AttributeError, InputError, OSError, TypeError):
                 if self.spec._optional_controlnet():
                     return None
