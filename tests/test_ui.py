@@ -73,11 +73,15 @@ def test_cached_builds_once(ws):
     assert calls == [1]
 
 
-def test_serve_rejects_bad_arguments():
+def test_serve_rejects_bad_arguments(capsys):
+    from app.cli import main
     from app.commands.serve import serve
 
-    with pytest.raises(InputError):
-        serve(port=0)
+    for flags in (["--port", "0"], ["--steps", "0"], ["--queue-size", "0"]):  # typer's bounds (core.limits for steps)
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", *flags])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("error: atelier serve: ") and err.count("\n") == 1, err
     with pytest.raises(InputError):
         serve(auth="nopassword")
 
