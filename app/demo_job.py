@@ -30,13 +30,11 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     """Write `out/index.html` (plus images and `summary.json`) and return its path."""
     from tqdm.auto import tqdm
 
-    from app.commands.generate import load_scorer, load_shop_data, user_condition
+    from app.conditions import load_shop_data, user_condition
     from core.creative import Manifest
-    from pipelines.banner import BannerPipeline
+    from pipelines.assemble import PipelineSpec, assemble
     from pipelines.device import set_threads
-    from pipelines.loading import load_sd_pipeline
-    from pipelines.outfit import OutfitPipeline, outfit_board
-    from pipelines.product import ProductPipeline
+    from pipelines.outfit import outfit_board
     from recommenders.shop.sheets import catalog_sheet, pick_users, users_sheet
 
     t0 = time.time()
@@ -51,12 +49,11 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     atomic_save_image(users_sheet(shop, users), out / "users.png")
 
     echo("loading the demo text-to-image model and scorer ...")
-    sd = load_sd_pipeline(model)
-    scorer = load_scorer("demo")
-    common = dict(scorer=scorer, catalog=data.catalog, base_model=model)
-    product_pipe = ProductPipeline(sd, **common)
-    banner_pipe = BannerPipeline(sd, **common)
-    outfit_pipe = OutfitPipeline(sd, **common)
+    spec = PipelineSpec(model=model, controlnet=None, scorer="demo")
+    spec.check()
+    parts = assemble(spec)
+    product_pipe, banner_pipe, outfit_pipe = (parts.pipeline(k, catalog=data.catalog)
+                                              for k in ("product", "banner", "outfit"))
     manifest = Manifest(out / "manifest.jsonl")
     if manifest.path.exists():
         manifest.path.unlink()  # the demo is regenerated whole each run; the manifest must match the page

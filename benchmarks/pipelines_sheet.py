@@ -65,27 +65,20 @@ def main(argv=None) -> dict:
 
     from PIL import Image, ImageDraw
 
-    from app.commands.generate import load_scorer, load_shop_data, user_condition
+    from app.conditions import load_shop_data, user_condition
     from core.io import atomic_save_image
-    from pipelines.background import BackgroundPipeline
-    from pipelines.banner import BannerPipeline
+    from pipelines.assemble import AUTO, PipelineSpec, assemble
     from pipelines.device import describe, pick_device, set_threads
     from pipelines.layout import load_font
-    from pipelines.loading import load_controlnet, load_sd_pipeline
-    from pipelines.outfit import BOTTOMS, ONE_PIECES, TOPS, OutfitPipeline, outfit_board
-    from pipelines.product import ProductPipeline
+    from pipelines.outfit import BOTTOMS, ONE_PIECES, TOPS, outfit_board
 
     set_threads()
     data = load_shop_data("demo", args.recommender)
     users = pick_users(data)
-    sd = load_sd_pipeline(args.model, device=args.device)
-    cn_spec = args.controlnet or ("demo-controlnet" if args.model == "demo" else None)
-    cn = load_controlnet(cn_spec, device=args.device) if cn_spec else None
-    scorer = load_scorer("demo", device=args.device)
-    common = dict(catalog=data.catalog, scorer=scorer, base_model=args.model)
-    pipes = {"product": ProductPipeline(sd, **common),
-             "background": BackgroundPipeline(sd, controlnet=cn, controlnet_path=cn_spec, **common),
-             "banner": BannerPipeline(sd, **common), "outfit": OutfitPipeline(sd, **common)}
+    spec = PipelineSpec(model=args.model, controlnet=args.controlnet or AUTO, scorer="demo", device=args.device)
+    spec.check()
+    parts = assemble(spec)
+    pipes = {k: parts.pipeline(k, catalog=data.catalog) for k in ("product", "background", "banner", "outfit")}
     kw = dict(seed=args.seed, steps=args.steps, progress=False)
     cells, report, seconds = {}, [], {k: 0.0 for k in pipes}
     for u in users:

@@ -103,6 +103,28 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return out
 
 
+def read_json_object(path: str | Path) -> dict:
+    """A JSON object from a file; a missing file, invalid JSON (with its line) or another value is one InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid JSON ({getattr(e, 'msg', e)})", path, getattr(e, "lineno", None)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path)
+    return data
+
+
+def read_config(folder: str | Path, what: str) -> dict:
+    """The `config.json` of a saved folder (a model, an adapter...): `what` names the folder in errors."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise InputError(f"not a {what} folder (no config.json)", folder)
+    return read_json_object(folder / "config.json")
+
+
 def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Save torch tensors as safetensors, atomically."""
     from safetensors.torch import save_file

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
+from .limits import IMAGE_SIDE, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from .limits import PROMPT_CHARS as MAX_PROMPT_CHARS
 
-MAX_IMAGE_PIXELS = 4096 * 4096  # far above any ad size; stops decompression bombs before decoding
-MAX_IMAGE_BYTES = 25 * 1024 * 1024
-MAX_PROMPT_CHARS = 1000
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 
 
 def _check_file(path: str | Path) -> Path:
@@ -95,6 +96,27 @@ def check_prompt(text: str | None, *, what: str = "prompt", allow_empty: bool = 
     if len(text) > max_chars:
         raise InputError(f"{what} is {len(text)} characters; the limit is {max_chars} (CLIP reads only ~77 tokens anyway)")
     return text
+
+
+def parse_size(size: str | tuple[int, int], *, what: str = "size") -> tuple[int, int]:
+    """'300x250' (or a (w, h) pair) -> (300, 250), each side within `core.limits.IMAGE_SIDE`.
+
+    One parser for every requested size (campaign formats, `--size`, the UI's banner sizes, the banner
+    pipeline), so a size one of them accepts never fails in another.
+    """
+    if isinstance(size, str):
+        m = _SIZE.match(size)
+        if not m:
+            raise InputError(f"{what} must look like 512x512, got {size!r}")
+        w, h = int(m.group(1)), int(m.group(2))
+    else:
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} must be a (width, height) pair, got {size!r}") from None
+    if w not in IMAGE_SIDE or h not in IMAGE_SIDE:
+        raise InputError(f"{what} {w}x{h} must be between {IMAGE_SIDE.low} and {IMAGE_SIDE.high} pixels a side")
+    return w, h
 
 
 def safe_output_path(root: str | Path, relative: str | Path) -> Path:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from core.errors import InputError
+from core.settings import Count, Dropout, PositiveFloat, Seed, Share, settings
 
 from .data import CaptionedImage, UserConditions
 from .lora import (
@@ -32,29 +34,23 @@ from .lora import (
 )
 
 
-@dataclass
+@settings
 class AdapterTrainConfig:
-    """Adapter shape and optimization settings."""
+    """Adapter shape and optimization settings (checked by pydantic when made)."""
 
-    num_tokens: int = 4
-    hidden_dim: int = 256
-    learning_rate: float = 1e-3
-    steps: int = 1000
-    batch_size: int = 16
-    items_per_user: int = 2  # the latest liked items of each training user become targets
-    keyword_share: float = 0.5  # share of examples prompted with keywords (the rest: category only)
-    embedding_dropout: float = 0.1
-    snr_gamma: float | None = 5.0
-    seed: int = 0
-    checkpoint_every: int = 250
-    checkpoint_limit: int = 2
-    mixed_precision: str = "no"
-
-    def check(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.num_tokens < 1 or self.items_per_user < 1:
-            raise InputError("--steps, --batch-size, --num-tokens and --items-per-user must be >= 1")
-        if not 0 <= self.keyword_share <= 1 or not 0 <= self.embedding_dropout < 1:
-            raise InputError("--keyword-share must be in [0, 1] and --embedding-dropout in [0, 1)")
+    num_tokens: Count = 4
+    hidden_dim: Count = 256
+    learning_rate: PositiveFloat = 1e-3
+    steps: Count = 1000
+    batch_size: Count = 16
+    items_per_user: Count = 2  # the latest liked items of each training user become targets
+    keyword_share: Share = 0.5  # share of examples prompted with keywords (the rest: category only)
+    embedding_dropout: Dropout = 0.1
+    snr_gamma: PositiveFloat | None = 5.0
+    seed: Seed = 0
+    checkpoint_every: Annotated[int, Field(ge=0)] = 250
+    checkpoint_limit: Count = 2
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,6 @@ class AdapterTrainer:
 
         from .loop import TrainLoop, cosine_schedule
 
-        cfg.check()
         self.parts, self.examples, self.cfg = parts, list(examples), cfg
         torch.manual_seed(cfg.seed)
         dim = len(self.examples[0].embedding)

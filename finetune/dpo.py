@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from core.errors import InputError
 from core.io import append_jsonl, atomic_save_image, atomic_write_json
+from core.settings import Dropout, PositiveFloat, settings
 
 from .data import PreferencePair
 from .lora import (
@@ -43,18 +44,13 @@ from .lora import (
 Judge = Callable[[list, str], list[float]]
 
 
-@dataclass
+@settings
 class DPOTrainConfig(LoraTrainConfig):
     """LoRA hyperparameters plus the DPO temperature `beta` (the paper uses 2000-5000 for SD 1.5)."""
 
-    beta: float = 2000.0
-    caption_dropout: float = 0.0
-    snr_gamma: float | None = None
-
-    def check(self) -> None:
-        super().check()
-        if not self.beta > 0:
-            raise InputError(f"--beta must be > 0, got {self.beta}")
+    beta: PositiveFloat = 2000.0
+    caption_dropout: Dropout = 0.0
+    snr_gamma: PositiveFloat | None = None
 
 
 def diffusion_dpo_loss(model_w: torch.Tensor, model_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
@@ -76,7 +72,6 @@ class DPOTrainer:
                  out_dir: str | Path, progress: bool = True, device: str | None = None):
         from .loop import TrainLoop, cosine_schedule
 
-        cfg.check()
         if not pairs:
             raise InputError("no preference pairs to train on")
         self.parts, self.pairs, self.cfg = parts, list(pairs), cfg

@@ -14,13 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from pydantic import Field
+
 from core.errors import InputError
 from core.io import atomic_write_json
+from core.settings import Count, Dropout, PositiveFloat, Seed, Steps, settings
 
 from .data import CaptionedImage, image_to_tensor
 
@@ -29,46 +32,32 @@ UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-@dataclass
+@settings
 class LoraTrainConfig:
-    """Hyperparameters of one LoRA run (saved next to the weights as `lora_config.json`)."""
+    """Hyperparameters of one LoRA run (saved next to the weights as `lora_config.json`); pydantic checks
+    each value when the config is made, so a bad one is an InputError naming its flag."""
 
-    rank: int = 8
-    alpha: float | None = None  # None: alpha = rank (scale 1)
-    learning_rate: float = 1e-4
-    steps: int = 500
-    batch_size: int = 4
-    grad_accum: int = 1
+    rank: Count = 8
+    alpha: PositiveFloat | None = None  # None: alpha = rank (scale 1)
+    learning_rate: PositiveFloat = 1e-4
+    steps: Count = 500
+    batch_size: Count = 4
+    grad_accum: Count = 1
     grad_checkpointing: bool = False
-    caption_dropout: float = 0.1
+    caption_dropout: Dropout = 0.1
     train_text_encoder: bool = False
-    text_encoder_lr: float | None = None
-    resolution: int | None = None  # None: the UNet's native size
-    snr_gamma: float | None = 5.0  # min-SNR weighting; None turns it off
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 100
-    checkpoint_limit: int = 2
-    validate_every: int = 0
+    text_encoder_lr: PositiveFloat | None = None
+    resolution: Count | None = None  # None: the UNet's native size
+    snr_gamma: PositiveFloat | None = 5.0  # min-SNR weighting; None turns it off
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    max_grad_norm: PositiveFloat = 1.0
+    seed: Seed = 0
+    checkpoint_every: Annotated[int, Field(ge=0)] = 100
+    checkpoint_limit: Count = 2
+    validate_every: Annotated[int, Field(ge=0)] = 0
     validation_prompts: list[str] = field(default_factory=list)
-    validation_steps: int = 20
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (fp16 needs a GPU)
-
-    def check(self) -> None:
-        """Raise `InputError` for values that cannot train."""
-        positive = {"rank": self.rank, "steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum}
-        for name, value in positive.items():
-            if value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.caption_dropout < 1:
-            raise InputError(f"--caption-dropout must be in [0, 1), got {self.caption_dropout}")
-        if self.checkpoint_limit < 1:
-            raise InputError(f"--checkpoint-limit must be >= 1, got {self.checkpoint_limit}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise InputError(f"--mixed-precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+    validation_steps: Steps = 20
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # fp16 needs a GPU
 
 
 # -- model pieces --------------------------------------------------------------------------------
@@ -319,7 +308,6 @@ class LoraTrainer:
                  out_dir: str | Path, progress: bool = True, device: str | None = None):
         from .loop import TrainLoop, cosine_schedule
 
-        cfg.check()
         if not examples:
             raise InputError("no training examples")
         self.parts, self.examples, self.cfg, self.progress = parts, list(examples), cfg, progress

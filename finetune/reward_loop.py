@@ -15,12 +15,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import numpy as np
+from pydantic import Field
 
+from core import limits
 from core.errors import InputError
 from core.io import atomic_save_image, atomic_write_json, sha256_file
+from core.settings import Count, Guidance, Seed, Steps, settings
 
 from .data import CaptionedImage
 from .dpo import generate, lora_pipeline
@@ -107,26 +110,19 @@ def split_users(users: Sequence[str], held_out_share: float, seed: int) -> tuple
     return sorted(order[:cut]), sorted(order[cut:])
 
 
-@dataclass
+@settings
 class RewardLoopConfig:
-    """Rounds, candidates and the LoRA run of each round."""
+    """Rounds, candidates and the LoRA run of each round (checked by pydantic when made)."""
 
-    rounds: int = 3
-    candidates: int = 16  # per prompt and round
-    keep: float = 0.25  # top share by predicted CTR
-    sample_steps: int = 20
-    guidance: float = 5.0
-    eval_seeds: int = 4  # fresh seeds per prompt for the evaluation
-    seed: int = 0
+    rounds: Count = 3
+    candidates: Annotated[int, Field(ge=2, le=limits.CANDIDATES.high)] = 16  # per prompt and round
+    keep: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25  # top share by predicted CTR
+    sample_steps: Steps = 20
+    guidance: Guidance = 5.0
+    eval_seeds: Count = 4  # fresh seeds per prompt for the evaluation
+    seed: Seed = 0
     lora: LoraTrainConfig = field(default_factory=lambda: LoraTrainConfig(rank=8, learning_rate=3e-4, steps=150,
                                                                          batch_size=8, checkpoint_every=0))
-
-    def check(self) -> None:
-        if self.rounds < 1 or self.candidates < 2:
-            raise InputError("--rounds must be >= 1 and --candidates >= 2")
-        if not 0 < self.keep <= 1:
-            raise InputError(f"--keep must be in (0, 1], got {self.keep}")
-        self.lora.check()
 
 
 def evaluate_model(pipe, prompts: Sequence[str], judge: Judge, seeds: Sequence[int], steps: int,
@@ -155,7 +151,6 @@ def run_reward_loop(model_dir: str | Path, prompts: Sequence[str], select: Judge
     """
     from tqdm.auto import tqdm
 
-    cfg.check()
     t0 = time.time()
     out_dir = Path(out_dir)
     run = _fingerprint({"config": asdict(cfg), "prompts": list(prompts), "base_model": str(model_dir),

@@ -19,13 +19,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from core.errors import InputError
+from core.settings import Count, PositiveFloat, Seed, settings
 from pipelines.reward import EmbedImages, RewardModel, RewardModelConfig
 
 
@@ -103,18 +105,18 @@ def time_split(n_or_ts, test_share: float = 0.2) -> tuple[np.ndarray, np.ndarray
 
 
 # -- training -----------------------------------------------------------------------------------------
-@dataclass
+@settings
 class RewardTrainConfig:
-    """Optimization settings of the reward model."""
+    """Optimization settings of the reward model (checked by pydantic when made)."""
 
-    hidden_dim: int = 4  # small and decayed: the lowest validation log-loss on the demo shop's logs
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    epochs: int = 150
-    batch_size: int = 512
-    patience: int = 15  # epochs without a better validation log-loss before stopping
-    valid_share: float = 0.1  # latest share of the training impressions used for early stopping
-    seed: int = 0
+    hidden_dim: Count = 4  # small and decayed: the lowest validation log-loss on the demo shop's logs
+    learning_rate: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    epochs: Count = 150
+    batch_size: Count = 512
+    patience: Count = 15  # epochs without a better validation log-loss before stopping
+    valid_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1  # latest share of the training impressions for early stopping
+    seed: Seed = 0
 
 
 def _tensors(f: ImpressionFeatures):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import limits
 from core.errors import InputError
 from recommenders.condition import PreferenceCondition
 
@@ -106,8 +107,8 @@ class BackgroundPipeline(PersonalizedPipeline):
             raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == "controlnet" and self.controlnet is None:
             raise InputError("mode 'controlnet' needs a ControlNet (--controlnet); or use --mode inpaint")
-        if not 0.0 <= padding <= 2.0:
-            raise InputError(f"padding must be between 0 and 2 (a share of the product's size), got {padding}")
+        limits.PADDING.check(padding, "padding (a share of the product's size)")
+        self.check_settings(num_candidates=num_candidates, steps=steps, guidance=guidance)
         source = {"product_path": product_path, "mask_path": mask_path, "item_id": item_id}
         if product is None:
             product, mask = self.load_product(**source)

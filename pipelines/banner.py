@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageFilter, ImageOps
 
 from core.errors import InputError
+from core.validate import parse_size
 from recommenders.condition import PreferenceCondition
 
 from .candidate_scores import rank_output
@@ -30,19 +31,8 @@ DEFAULT_ACCENT = (30, 30, 30)
 
 
 def parse_sizes(sizes) -> list[tuple[int, int]]:
-    """Banner sizes from names like "300x250" (or (w, h) pairs), checked."""
-    out = []
-    for s in sizes:
-        if isinstance(s, str):
-            try:
-                w, h = (int(v) for v in s.lower().split("x"))
-            except ValueError:
-                raise InputError(f"banner size {s!r} is not WIDTHxHEIGHT (e.g. {', '.join(BANNER_SIZES)})") from None
-        else:
-            w, h = (int(v) for v in s)
-        if not (32 <= w <= 4096 and 32 <= h <= 4096):
-            raise InputError(f"banner size {w}x{h} must be between 32 and 4096 pixels a side")
-        out.append((w, h))
+    """Banner sizes from names like "300x250" (or (w, h) pairs), within the shared `core.limits.IMAGE_SIDE`."""
+    out = [parse_size(s, what="banner size") for s in sizes]
     if not out:
         raise InputError("no banner sizes given")
     return out
@@ -68,6 +58,7 @@ class BannerPipeline(PersonalizedPipeline):
                  negative_prompt: str = NEGATIVE_PROMPT, blur: float = 0.015, progress: bool = True) -> PipelineOutput:
         # 1. check inputs
         sizes = parse_sizes(sizes)
+        self.check_settings(num_candidates=num_candidates, steps=steps, guidance=guidance)
         if product is None:
             product = self.load_product(item_id=item_id, product_path=product_path)
         if not cta.strip():

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from core.errors import InputError
+from core.io import read_json_object
 
 from .device import pick_device, pick_dtype
 
@@ -141,6 +142,19 @@ def check_tokenizer_of(pipe) -> None:
             raise InputError(f"the pipeline's {name} has only {len(tok)} tokens (a broken offline download?)")
 
 
+def check_controlnet_folder(folder: str | Path) -> None:
+    """Validate a local ControlNet folder (config.json naming ControlNetModel, safetensors weights)."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        hint = " (this is a pipeline folder; give its ControlNet)" if (folder / "model_index.json").exists() else ""
+        raise InputError(f"not a ControlNet folder (no config.json){hint}", folder)
+    cls = read_json_object(config).get("_class_name")
+    if cls != "ControlNetModel":
+        raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
+    _weights_check(folder, "ControlNet folder")
+
+
 def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = None, dtype: str | None = None,
                     cache: bool = True):
     """A diffusers `ControlNetModel` from the shipped demo, a local folder, or a hub id."""
@@ -151,14 +165,7 @@ def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = N
     if cache and key in _CACHE:
         return _CACHE[key]
     if local:
-        config = Path(source) / "config.json"
-        if not config.is_file():
-            hint = " (this is a pipeline folder; give its ControlNet)" if (Path(source) / "model_index.json").exists() else ""
-            raise InputError(f"not a ControlNet folder (no config.json){hint}", source)
-        cls = json.loads(config.read_text()).get("_class_name")
-        if cls != "ControlNetModel":
-            raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
-        _weights_check(Path(source), "ControlNet folder")
+        check_controlnet_folder(source)
     from diffusers import ControlNetModel
 
     try:
@@ -169,6 +176,53 @@ def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = N
     if cache:
         _CACHE[key] = model
     return model
+
+
+def size_multiple(vae_blocks, unet_blocks) -> int:
+    """Image sides must be multiples of this: the VAE's factor times the UNet's downsampling (and 8)."""
+    import math
+
+    return math.lcm(8, 2 ** (len(vae_blocks) - 1) * 2 ** (len(unet_blocks) - 1))
+
+
+def folder_geometry(folder: str | Path) -> dict:
+    """From a checked pipeline folder's configs alone (no weights loaded): the size multiple, the native
+    image side and the UNet's cross-attention width, so sizes and adapters can be checked before loading."""
+    folder = Path(folder)
+    unet, vae = read_json_object(folder / "unet" / "config.json"), read_json_object(folder / "vae" / "config.json")
+    try:
+        vae_blocks, unet_blocks = vae["block_out_channels"], unet["block_out_channels"]
+        native = int(unet["sample_size"]) * 2 ** (len(vae_blocks) - 1)
+        cross = unet.get("cross_attention_dim")
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"the unet/ or vae/ config.json lacks {e}", folder) from None
+    return {"size_multiple": size_multiple(vae_blocks, unet_blocks), "native_size": native,
+            "cross_attention_dim": cross if isinstance(cross, int) else None}
+
+
+def resolve_scorer(spec: str | Path = "demo") -> tuple[Path | None, str | None, str | None]:
+    """(open_clip folder, None, None) or (None, architecture, weights file) for a scorer spec, checked.
+
+    A spec is "demo" (the shipped assets/models/demo-clip), an open_clip `local-dir` folder, or
+    `ARCH:weights.safetensors`; anything else, pickle weights or a missing file is one InputError.
+    """
+    from core.io import check_not_pickle
+
+    spec = str(spec or "demo")
+    folder = demo_path("demo-clip") if spec in ("demo", "demo-clip") else Path(spec).expanduser()
+    if folder.is_dir():
+        if not (folder / "open_clip_config.json").is_file():
+            raise InputError("not an open_clip folder (no open_clip_config.json)", folder)
+        if not list(folder.glob("*.safetensors")):
+            raise InputError("open_clip folder has no *.safetensors weights", folder)
+        return folder, None, None
+    if ":" in spec and not spec.startswith("local-dir:"):
+        arch, weights = spec.split(":", 1)
+        check_not_pickle(weights)
+        if not Path(weights).is_file():
+            raise InputError("open_clip weights file not found", weights)
+        return None, arch, weights
+    raise InputError("scorer must be 'demo', an open_clip folder, or ARCH:weights.safetensors", spec)
 
 
 def clear_cache() -> None:

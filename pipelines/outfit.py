@@ -94,6 +94,7 @@ class OutfitPipeline(PersonalizedPipeline):
         # 1. check inputs
         width, height = width or self.default_size, height or self.default_size
         self.check_size(width, height)
+        self.check_settings(num_candidates=num_candidates, steps=steps, guidance=guidance)
         for item_id in present:
             if item_id not in self.catalog:
                 raise InputError(f"unknown outfit item {item_id!r} (no such item in the catalog)")

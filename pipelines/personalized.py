@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from core import limits
 from core.creative import Creative, Manifest
 from core.errors import InputError
 from core.io import atomic_save_image
@@ -93,10 +94,9 @@ class PersonalizedPipeline:
     @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: the VAE's factor times the UNet's downsampling (and 8)."""
-        import math
+        from .loading import size_multiple
 
-        unet = self.sd.unet.config
-        return math.lcm(8, self.sd.vae_scale_factor * 2 ** (len(unet.block_out_channels) - 1))
+        return size_multiple(self.sd.vae.config.block_out_channels, self.sd.unet.config.block_out_channels)
 
     @property
     def default_size(self) -> int:
@@ -106,6 +106,13 @@ class PersonalizedPipeline:
         m = self.size_multiple
         if width <= 0 or height <= 0 or width % m or height % m:
             raise InputError(f"image size {width}x{height} must be positive multiples of {m} for this model")
+
+    @staticmethod
+    def check_settings(*, num_candidates: int, steps: int, guidance: float) -> None:
+        """What every pipeline call takes, within the bounds a campaign and a flag accept (`core.limits`)."""
+        limits.CANDIDATES.check(num_candidates, "num_candidates")
+        limits.STEPS.check(steps, "steps")
+        limits.GUIDANCE.check(guidance, "guidance")
 
     def fit_size(self, aspect: float) -> tuple[int, int]:
         """The model-friendly size with about the native area and the given width/height aspect."""

@@ -32,8 +32,7 @@ class ProductPipeline(PersonalizedPipeline):
         # 1. check inputs
         width, height = width or self.default_size, height or self.default_size
         self.check_size(width, height)
-        if num_candidates < 1:
-            raise InputError("num_candidates must be at least 1")
+        self.check_settings(num_candidates=num_candidates, steps=steps, guidance=guidance)
         if item_id is not None:
             if self.catalog is None or item_id not in self.catalog:
                 raise InputError(f"unknown product {item_id!r} (no such item in the catalog)")

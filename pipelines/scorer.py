@@ -33,29 +33,19 @@ class Scorer:
         """Load the demo scorer, a local open_clip folder, or `ARCH:weights.safetensors`."""
         import open_clip
 
-        from core.io import check_not_pickle
+        from .loading import resolve_scorer
 
         dev = pick_device(device)
         spec = str(spec or "demo")
-        folder = DEMO_CLIP if spec in ("demo", "demo-clip") else Path(spec).expanduser()
-        if folder.is_dir():
-            if not (folder / "open_clip_config.json").is_file():
-                raise InputError("not an open_clip folder (no open_clip_config.json)", folder)
-            if not list(folder.glob("*.safetensors")):
-                raise InputError("open_clip folder has no *.safetensors weights", folder)
+        folder, arch, weights = resolve_scorer(spec)
+        if folder is not None:
             name = f"local-dir:{folder.resolve()}"
             model, _, preprocess = open_clip.create_model_and_transforms(name, device=dev)
-        elif ":" in spec and not spec.startswith("local-dir:"):
-            arch, weights = spec.split(":", 1)
-            check_not_pickle(weights)
-            if not Path(weights).is_file():
-                raise InputError("open_clip weights file not found", weights)
+        else:
             if arch not in open_clip.list_models():
                 raise InputError(f"unknown open_clip architecture {arch!r}")
             name = arch
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights, device=dev)
-        else:
-            raise InputError("scorer must be 'demo', an open_clip folder, or ARCH:weights.safetensors", spec)
         return cls(model, preprocess, open_clip.get_tokenizer(name), spec)
 
     @property

@@ -1,4 +1,7 @@
-"""Shared fixtures: offline environment, one torch thread, and the benchmark data folder (skip if absent)."""
+"""Shared fixtures: offline environment, one torch thread, the benchmark data folder (skip if absent), the
+tiny models and the demo shop (built once per session), and the browser. Helpers that are not fixtures
+live in `tiny_models.py`, `crash_tools.py` and `browser_tools.py` (imported by those names: tests/ is on
+sys.path under pytest); no test module imports another."""
 
 from __future__ import annotations
 
@@ -37,3 +40,75 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+# -- tiny models and data, built once per session (tests/tiny_models.py) ---------------------------------
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    """A tiny random SD-1.x folder (64x64 images), shared by every test module. Tests read it, never write it."""
+    from tiny_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.getbasetemp() / "tiny_sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tmp_path_factory, tiny_sd) -> Path:
+    """A tiny random ControlNet matching `tiny_sd`."""
+    from tiny_models import build_tiny_controlnet
+
+    return build_tiny_controlnet(tmp_path_factory.getbasetemp() / "tiny_controlnet", tiny_sd)
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory):
+    """A 16-item catalog with pictures (4 categories x 4 colors)."""
+    from tiny_models import build_tiny_catalog
+
+    return build_tiny_catalog(tmp_path_factory.getbasetemp() / "tiny_catalog")
+
+
+@pytest.fixture(scope="session")
+def shop():
+    """The shipped demo shop (catalog, shoppers with known tastes, logs)."""
+    from recommenders.shop import DemoShop
+
+    return DemoShop.load()
+
+
+@pytest.fixture(scope="session")
+def users(shop):
+    """The demo shop's shoppers as conditions (EASE fitted on the logs): `finetune.data.UserConditions`."""
+    from finetune.data import UserConditions
+
+    return UserConditions(shop.interactions, shop.catalog)
+
+
+# -- the browser tests (tests/browser_tools.py) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser_model(tiny_sd) -> str:
+    """The model `atelier serve` runs in browser tests: the tiny random one; ATELIER_BROWSER_MODEL=demo
+    uses the shipped model instead."""
+    return os.environ.get("ATELIER_BROWSER_MODEL") or str(tiny_sd)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium through chromedriver (skipped where either is missing)."""
+    from browser_tools import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM
+
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -10,20 +10,6 @@ import torch
 from core.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def shop():
-    from recommenders.shop import DemoShop
-
-    return DemoShop.load()
-
-
-@pytest.fixture(scope="module")
-def users(shop):
-    from finetune.data import UserConditions
-
-    return UserConditions(shop.interactions, shop.catalog)
-
-
 def test_examples_leave_the_target_item_out(users):
     from finetune.adapter import AdapterTrainConfig, history_examples
 
@@ -39,10 +25,10 @@ def test_examples_leave_the_target_item_out(users):
         assert users.catalog[e.item_id].category in e.prompt
     assert {e.prompt.count(" ") > 1 for e in examples} == {True, False}  # keyword and category-only prompts
     with pytest.raises(InputError, match="--keyword-share"):
-        AdapterTrainConfig(keyword_share=2).check()
+        AdapterTrainConfig(keyword_share=2)
 
 
-def test_adapter_trains_with_the_base_frozen_and_loads(users, shop, tmp_path):
+def test_adapter_trains_with_the_base_frozen_and_loads(users, shop, tmp_path, tiny_sd):
     from finetune.adapter import (
         AdapterTrainConfig,
         AdapterTrainer,
@@ -52,9 +38,8 @@ def test_adapter_trains_with_the_base_frozen_and_loads(users, shop, tmp_path):
     from finetune.dpo import lora_pipeline
     from finetune.lora import load_sd_components
     from pipelines.conditioning import PreferenceAdapter
-    from tests.tiny_models import build_tiny_sd
 
-    sd = build_tiny_sd(tmp_path / "sd")
+    sd = tiny_sd
     parts = load_sd_components(sd)
     before_unet = {k: v.clone() for k, v in parts.unet.state_dict().items()}
     cfg = AdapterTrainConfig(steps=25, batch_size=8, items_per_user=1, learning_rate=1e-2, checkpoint_every=0,

@@ -211,11 +211,9 @@ def test_kill_midway_then_resume_has_no_duplicates_or_gaps(tmp_path, campaign_fi
 
 
 @pytest.mark.slow
-def test_kill_and_resume_real_pipelines(tmp_path, tmp_path_factory):
+def test_kill_and_resume_real_pipelines(tmp_path, tiny_sd):
     """SIGKILL `atelier batch` on the real pipelines (tiny random SD), resume: same bytes as a clean run."""
-    from tiny_models import session_tiny_sd  # tests/ is on sys.path under pytest
-
-    sd = session_tiny_sd(tmp_path_factory)
+    sd = tiny_sd
     campaign = tmp_path / "tiny.yaml"
     campaign.write_text(textwrap.dedent(f"""\
         name: tiny

@@ -2,44 +2,11 @@
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
+from tiny_models import TINY, tiny_splits
 
 from core.errors import InputError
 from recommenders.base import CFRecommender, model_class
 from recommenders.splits import CFSplits
-
-TINY = {  # hyperparameters small enough for a unit test
-    "mostpop": {},
-    "itemknn": {"k": 5},
-    "ease": {"l2": 10.0},
-    "multivae": {"hidden": [16], "latent": 8, "epochs": 3, "batch_size": 16},
-    "diffrec": {"hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5, "sampling_start": 2,
-                "sampling_steps": 3},
-    "ldiffrec": {"n_clusters": 2, "latent": 8, "hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5,
-                 "vae_dropout": 0.0},
-}
-
-
-def tiny_splits(n_users=48, n_items=80, seed=0) -> CFSplits:
-    """Two user groups, each liking its own half of the catalog: a structure every model can learn."""
-    rng = np.random.default_rng(seed)
-    group = np.arange(n_users) % 2
-    likes = np.zeros((n_users, n_items), bool)
-    for u in range(n_users):
-        half = np.arange(n_items // 2) + group[u] * (n_items // 2)
-        likes[u, rng.choice(half, size=12, replace=False)] = True
-    parts = {"train": np.zeros_like(likes), "valid": np.zeros_like(likes), "test": np.zeros_like(likes)}
-    for u in range(n_users):
-        items = rng.permutation(np.flatnonzero(likes[u]))
-        parts["train"][u, items[:8]] = True
-        parts["valid"][u, items[8:10]] = True
-        parts["test"][u, items[10:]] = True
-    mats = {k: sp.csr_matrix(v.astype(np.float32)) for k, v in parts.items()}
-    # item embeddings that know the two halves (as LightGCN embeddings would), plus noise
-    emb = (np.outer(np.arange(n_items) < n_items // 2, [1, -1, 1, -1]) + 0.3 * rng.normal(size=(n_items, 4)))
-    emb = emb.astype(np.float32)
-    return CFSplits("tiny", mats["train"], mats["valid"], mats["test"], item_emb=emb,
-                    item_ids=[f"i{j}" for j in range(n_items)])
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import copy
 
 import numpy as np
 import pytest
-from test_cf_recommenders import TINY, tiny_splits
+from tiny_models import TINY, tiny_splits
 
 import recommenders.diffrec as diffrec
 from recommenders.diffrec import DiffRec, ema_warmup_decay

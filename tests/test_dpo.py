@@ -19,13 +19,6 @@ def redness(images, prompt):
             for im in images]
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tests.tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
-
-
 def test_dpo_loss_is_log2_at_the_reference_and_prefers_the_chosen():
     from finetune.dpo import diffusion_dpo_loss
 

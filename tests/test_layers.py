@@ -109,3 +109,11 @@ def test_no_test_module_imports_another():
             if mod and mod.split(".")[-1] in names and mod.split(".")[-1] != p.stem:
                 offenders.append(f"{p.relative_to(ROOT)} imports {mod}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_only_the_cli_imports_the_command_modules():
+    """`app/commands/` is CLI code: library code lives on its floor (app.conditions, app.evaluation, pipelines...)."""
+    graph = _graph()
+    offenders = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                 if b.startswith("app.commands") and not a.startswith("app.commands") and a != "app.cli"]
+    assert not offenders, "\n".join(sorted(offenders))

@@ -32,13 +32,6 @@ def make_caption_folder(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tests.tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return make_caption_folder(tmp_path_factory.mktemp("data") / "squares")
 
@@ -158,9 +151,9 @@ def test_caption_folder_and_config_errors(tmp_path, data_dir):
     with pytest.raises(InputError, match="no images"):
         load_caption_folder(tmp_path / "bad" / ".." / "bad2") if (tmp_path / "bad2").mkdir() is None else None
     with pytest.raises(InputError, match="--rank"):
-        LoraTrainConfig(rank=0).check()
+        LoraTrainConfig(rank=0)
     with pytest.raises(InputError, match="--caption-dropout"):
-        LoraTrainConfig(caption_dropout=1.5).check()
+        LoraTrainConfig(caption_dropout=1.5)
 
 
 def test_lora_command_prints_and_writes_json(tiny_sd, data_dir, tmp_path):

@@ -58,17 +58,16 @@ def test_canonical_safetensors_ignores_metadata_order(tmp_path):
 
 
 @pytest.mark.slow
-def test_lora_same_seed_same_bytes_across_processes(tmp_path):
+def test_lora_same_seed_same_bytes_across_processes(tmp_path, tiny_sd):
     """Six `atelier finetune lora` processes with different PYTHONHASHSEEDs write the same file bytes.
 
     A LoRA file has two metadata keys, so with unsorted headers six runs would agree only by a 1-in-32
     chance (`test_canonical_safetensors_ignores_metadata_order` checks the sorting itself every time).
     The text encoder trains too, so its LoRA path is covered as well."""
-    from test_crash_resume import _caption_folder
-    from tiny_models import build_tiny_sd
+    from crash_tools import caption_folder
 
-    sd = build_tiny_sd(tmp_path / "tiny-sd")
-    data = _caption_folder(tmp_path / "data")
+    sd = tiny_sd
+    data = caption_folder(tmp_path / "data")
     digests = []
     for run in range(6):
         env = {**os.environ, "ATELIER_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",

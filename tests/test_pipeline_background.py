@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tiny_models import session_tiny_controlnet, session_tiny_sd
 
 from core.errors import InputError
 from recommenders.condition import PreferenceCondition
@@ -13,13 +12,13 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
+def pipe(tiny_sd, tiny_controlnet):
     from diffusers import ControlNetModel, StableDiffusionPipeline
 
     from pipelines.background import BackgroundPipeline
 
-    sd = StableDiffusionPipeline.from_pretrained(session_tiny_sd(tmp_path_factory))
-    cn_dir = session_tiny_controlnet(tmp_path_factory)
+    sd = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    cn_dir = tiny_controlnet
     return BackgroundPipeline(sd, controlnet=ControlNetModel.from_pretrained(cn_dir), controlnet_path=str(cn_dir))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tiny_models import session_tiny_sd
 
 from recommenders.condition import PreferenceCondition
 
@@ -97,12 +96,12 @@ def test_long_headline_stays_inside():
     assert layout.headline.lines[0].endswith("…")
 
 
-def test_banner_pipeline_all_sizes(tmp_path_factory, tmp_path):
+def test_banner_pipeline_all_sizes(tmp_path, tiny_sd):
     from diffusers import StableDiffusionPipeline
 
     from pipelines.banner import BannerPipeline
 
-    sd = StableDiffusionPipeline.from_pretrained(session_tiny_sd(tmp_path_factory))
+    sd = StableDiffusionPipeline.from_pretrained(tiny_sd)
     product().save(tmp_path / "p.png")
     cond = PreferenceCondition("u3", attributes={"color": {"yellow": 1.0}, "pattern": {"dotted": 1.0}})
     pipe = BannerPipeline(sd)

@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import session_tiny_catalog, session_tiny_sd
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
+def tiny_shop(tiny_catalog):
     """The tiny catalog plus an interactions.csv: u1 likes red items, u2 navy ones, u3 a bit of both."""
-    catalog = session_tiny_catalog(tmp_path_factory)
+    catalog = tiny_catalog
     rows = ["user_id,item_id,timestamp,click"]
     likes = {"u1": ["t01", "t11", "t21", "t31", "t00"], "u2": ["t00", "t10", "t20", "t30"], "u3": ["t01", "t10", "t21"]}
     for user, items in likes.items():
@@ -29,15 +28,15 @@ def run(args):
     return CliRunner().invoke(app, args)
 
 
-def test_generate_product_writes_pngs_and_manifest(shop, tmp_path_factory, tmp_path):
+def test_generate_product_writes_pngs_and_manifest(tiny_shop, tmp_path, tiny_sd):
     from core.creative import Manifest
     from pipelines.loading import load_sd_pipeline
     from pipelines.product import ProductPipeline
     from recommenders.catalog import Catalog
 
-    model = str(session_tiny_sd(tmp_path_factory))
+    model = str(tiny_sd)
     out = tmp_path / "out"
-    res = run(["generate", "product", "--user", "u1", "--category", "shirt", "--shop", str(shop),
+    res = run(["generate", "product", "--user", "u1", "--category", "shirt", "--shop", str(tiny_shop),
                "--recommender", "mostpop", "--model", model, "--steps", "2", "-n", "2", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     records = json.loads(res.stdout)
@@ -48,13 +47,13 @@ def test_generate_product_writes_pngs_and_manifest(shop, tmp_path_factory, tmp_p
     image = Image.open(out / first.image_path)
     assert image.size == (64, 64) and first.user_id == "u1" and first.base_model == model
     # the record alone regenerates the image on this device
-    pipe = ProductPipeline(load_sd_pipeline(model), catalog=Catalog.load(shop / "catalog.jsonl"))
+    pipe = ProductPipeline(load_sd_pipeline(model), catalog=Catalog.load(tiny_shop / "catalog.jsonl"))
     assert np.array_equal(np.asarray(pipe.regenerate(first)), np.asarray(image.convert("RGB")))
 
 
-def test_generate_banner_and_background(shop, tmp_path_factory, tmp_path):
-    model = str(session_tiny_sd(tmp_path_factory))
-    common = ["--user", "u2", "--shop", str(shop), "--recommender", "mostpop", "--model", model, "--steps", "1",
+def test_generate_banner_and_background(tiny_shop, tmp_path, tiny_sd):
+    model = str(tiny_sd)
+    common = ["--user", "u2", "--shop", str(tiny_shop), "--recommender", "mostpop", "--model", model, "--steps", "1",
               "--out", str(tmp_path), "--no-score"]
     res = run(["generate", "banner", "--item", "t00", "--size", "300x250", "--size", "728x90", *common])
     assert res.exit_code == 0, res.output
@@ -71,12 +70,12 @@ def test_generate_banner_and_background(shop, tmp_path_factory, tmp_path):
     (["background", "--user", "u1"], "exactly one of --item or --image"),
     (["outfit", "--user", "u1"], "--items"),
 ])
-def test_bad_input_is_one_line_and_exit_2(shop, tmp_path_factory, tmp_path, capsys, args, message):
+def test_bad_input_is_one_line_and_exit_2(tiny_shop, tmp_path, capsys, args, message, tiny_sd):
     from app.cli import main
 
-    model = str(session_tiny_sd(tmp_path_factory))
+    model = str(tiny_sd)
     with pytest.raises(SystemExit) as exc:
-        main(["generate", *args, "--shop", str(shop), "--recommender", "mostpop", "--model", model,
+        main(["generate", *args, "--shop", str(tiny_shop), "--recommender", "mostpop", "--model", model,
               "--steps", "1", "--out", str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+from tiny_models import ColorScorer
 
 from core.errors import InputError
 from recommenders.condition import PreferenceCondition
@@ -62,12 +62,12 @@ def test_adapter_shapes_and_round_trip(tmp_path):
         PreferenceAdapter.from_pretrained(tmp_path)
 
 
-def test_encode_prompts_appends_tokens_on_both_branches(tmp_path_factory):
+def test_encode_prompts_appends_tokens_on_both_branches(tiny_sd):
     from diffusers import StableDiffusionPipeline
 
     from pipelines.conditioning import encode_prompts
 
-    sd = StableDiffusionPipeline.from_pretrained(session_tiny_sd(tmp_path_factory))
+    sd = StableDiffusionPipeline.from_pretrained(tiny_sd)
     a = adapter()
     c0, u0 = encode_prompts(sd, "a red shirt", "blurry", guidance=7.5)
     c1, u1 = encode_prompts(sd, "a red shirt", "blurry", guidance=7.5, adapter=a, embedding=[0.5, -0.5, 0.25])
@@ -85,10 +85,10 @@ def test_encode_prompts_appends_tokens_on_both_branches(tmp_path_factory):
                        embedding=[0.0, 0.0, 0.0])
 
 
-def test_reference_item_prefers_same_category(tmp_path_factory):
+def test_reference_item_prefers_same_category(tiny_catalog):
     from pipelines.conditioning import item_picture, reference_item
 
-    catalog = session_tiny_catalog(tmp_path_factory)
+    catalog = tiny_catalog
     c = cond(reference_items=["t30", "t01", "t02"])
     assert reference_item(c, catalog, "shirt") == "t01"
     assert reference_item(c, catalog, "hat") == "t30"  # none of that category: the latest
@@ -97,14 +97,14 @@ def test_reference_item_prefers_same_category(tmp_path_factory):
     assert pic.size == (32, 32) and pic.mode == "RGB" and pic.getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_rank_order_and_scores(tmp_path_factory):
+def test_rank_order_and_scores(tiny_catalog):
     from PIL import Image
 
     from pipelines.candidate_scores import rank_order, score_candidates
 
     assert rank_order([{"a": 1, "b": 3}, {"a": 2, "b": 2}, {"a": 3, "b": 1}, {"a": 4, "b": 4}]) == [3, 0, 1, 2]
     assert rank_order([{"clip": 9, "ctr": 0.1}, {"clip": 0, "ctr": 0.2}]) == [1, 0]
-    catalog = session_tiny_catalog(tmp_path_factory)
+    catalog = tiny_catalog
     red, navy = Image.new("RGB", (16, 16), (205, 30, 40)), Image.new("RGB", (16, 16), (24, 38, 110))
     c = cond(reference_items=["t01", "t11"])  # red items
     s = score_candidates([red, navy], ["a red shirt", "a red shirt"], c, scorer=ColorScorer(), catalog=catalog)

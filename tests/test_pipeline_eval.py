@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from tiny_models import ColorScorer, session_tiny_sd
+from tiny_models import ColorScorer
 
 
 @pytest.fixture(scope="module")
@@ -15,19 +15,15 @@ def demo_shop_dir():
 
 
 @pytest.mark.slow  # loads the demo shop and fits a recommender: ~20 s alone, over 60 s on a busy CPU
-def test_eval_personalization_json(tmp_path_factory, tmp_path, demo_shop_dir):
-    from app.commands.eval import (
-        VARIANTS,
-        derangement,
-        evaluate_personalization,
-        heldout_users,
-    )
+def test_eval_personalization_json(tmp_path, demo_shop_dir, tiny_sd):
+    from app.evaluation import VARIANTS, derangement, evaluate_personalization
     from pipelines.attribute_classifier import AttributeClassifier
+    from recommenders.shop.heldout import heldout_users
     from recommenders.shop.vocab import vocabulary
 
     judge = AttributeClassifier({k: list(vocabulary(k)) for k in ("color", "pattern", "category")}, width=8)
     judge.save(tmp_path / "judge")
-    result = evaluate_personalization(model=str(session_tiny_sd(tmp_path_factory)), recommender="mostpop",
+    result = evaluate_personalization(model=str(tiny_sd), recommender="mostpop",
                                       n_users=2, candidates=1, steps=1, classifier=tmp_path / "judge",
                                       scorer=ColorScorer(), progress=False)
     assert result["n_users"] == 2 and set(result["variants"]) == set(VARIANTS)

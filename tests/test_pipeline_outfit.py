@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+from tiny_models import ColorScorer
 
 from core.errors import InputError
 from recommenders.condition import PreferenceCondition
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
+def parts(tiny_sd, tiny_catalog):
     from diffusers import StableDiffusionPipeline
 
-    sd = StableDiffusionPipeline.from_pretrained(session_tiny_sd(tmp_path_factory))
-    return sd, session_tiny_catalog(tmp_path_factory)
+    sd = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    return sd, tiny_catalog
 
 
 def cond():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import ColorScorer, session_tiny_catalog, session_tiny_sd
+from tiny_models import ColorScorer
 
 from core.creative import Manifest
 from core.errors import InputError
@@ -13,11 +13,11 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
+def parts(tiny_sd, tiny_catalog):
     from diffusers import StableDiffusionPipeline
 
-    sd = StableDiffusionPipeline.from_pretrained(session_tiny_sd(tmp_path_factory))
-    return sd, session_tiny_catalog(tmp_path_factory)
+    sd = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    return sd, tiny_catalog
 
 
 @pytest.fixture()
@@ -127,7 +127,8 @@ def test_plain_prompt_and_given_product(parts, condition):
     ({"width": 60}, "multiples of 8"),
     ({"item_id": "nope"}, "unknown product"),
     ({"reference": "dream"}, "reference must be"),
-    ({"num_candidates": 0}, "at least 1"),
+    ({"num_candidates": 0}, "num_candidates must be between 1 and 256"),  # the shared bounds of core.limits
+    ({"guidance": 51.0}, "guidance must be between 0 and 50"),
 ])
 def test_bad_requests_raise_input_errors(parts, condition, kwargs, message):
     from pipelines.product import ProductPipeline
@@ -137,14 +138,14 @@ def test_bad_requests_raise_input_errors(parts, condition, kwargs, message):
         ProductPipeline(sd, catalog=catalog)(condition, category="shirt", steps=STEPS, **kwargs)
 
 
-def test_ip_adapter_reference_from_history(tmp_path_factory, tmp_path, parts, condition):
+def test_ip_adapter_reference_from_history(tmp_path_factory, tmp_path, parts, condition, tiny_sd):
     from diffusers import StableDiffusionPipeline
     from tiny_models import build_tiny_ip_adapter
 
     from pipelines.conditioning import load_ip_adapter
     from pipelines.product import ProductPipeline
 
-    sd_dir = session_tiny_sd(tmp_path_factory)
+    sd_dir = tiny_sd
     weights = build_tiny_ip_adapter(tmp_path_factory.getbasetemp() / "tiny_ip", sd_dir)
     sd = StableDiffusionPipeline.from_pretrained(sd_dir)  # its own copy: loading changes the UNet
     _, catalog = parts

@@ -13,15 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_browser import (  # noqa: F401
-    _click,
-    _count_images,
-    _wait,
-    browser,
-    serve_app,
-    skip_without_shop,
-    tiny_model,
-)
+from browser_tools import click, count_images, serve_app, skip_without_shop, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 STEPS = 600
@@ -33,12 +25,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory, tiny_model):  # noqa: F811 (the imported fixture)
+def slow_server(tmp_path_factory, browser_model):
     skip_without_shop(tmp_path_factory)
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to read the server's CPU time")
     tmp = tmp_path_factory.mktemp("serve-cancel")
-    with serve_app(tmp, tiny_model, STEPS) as (url, proc, log):
+    with serve_app(tmp, browser_model, STEPS) as (url, proc, log):
         yield {"url": url, "out": tmp / "out", "pid": proc.pid, "log": log}
 
 
@@ -53,15 +45,15 @@ def _idle_within(pid: int, timeout: float, window: float = 1.5, busy_share: floa
     return None
 
 
-def test_cancel_button_stops_the_running_job(slow_server, browser):  # noqa: F811
+def test_cancel_button_stops_the_running_job(slow_server, browser):
     from gradio_client import Client
     from selenium.webdriver.common.by import By
 
     driver, out = browser, slow_server["out"]
     driver.get(slow_server["url"])
-    _wait(driver, "history images", lambda d: _count_images(d, "#shopper-history") >= 3)
-    _click(driver, driver.find_element(By.ID, "shopper-generate"))
-    folder = _wait(driver, "the job to start denoising",
+    wait(driver, "history images", lambda d: count_images(d, "#shopper-history") >= 3)
+    click(driver, driver.find_element(By.ID, "shopper-generate"))
+    folder = wait(driver, "the job to start denoising",
                    lambda d: next(iter((out / "sessions").glob("*/shopper-*")), None) if (out / "sessions").is_dir()
                    else None, timeout=300)
     time.sleep(1.0)
@@ -69,7 +61,7 @@ def test_cancel_button_stops_the_running_job(slow_server, browser):  # noqa: F81
     time.sleep(3.0)
     busy = (_cpu_seconds(slow_server["pid"]) - c0) / 3.0  # share of a core the job gets on this (shared) CPU
     assert busy > 0.15, f"the job is not running ({busy:.2f} of a core): nothing to cancel"
-    _click(driver, driver.find_element(By.ID, "shopper-cancel"))
+    click(driver, driver.find_element(By.ID, "shopper-cancel"))
     idle_after = _idle_within(slow_server["pid"], timeout=20, busy_share=min(0.25, busy / 3))
     # uncancelled, 4 candidates x 600 steps keep the server busy for about a minute more
     assert idle_after is not None, "the server kept computing after Cancel: the running job was not stopped"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from test_crash_resume import (
+from crash_tools import (
     SEED,
     assert_no_partial_files,
     atelier,
@@ -21,13 +21,6 @@ from test_crash_resume import (
     sha256,
     timed_run,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("resume") / "tiny-sd")
 
 
 def _pairs(folder: Path) -> Path:

@@ -93,13 +93,11 @@ def test_cancel_buttons_call_the_per_session_cancel(tmp_path):
 
 # --- a real denoising loop on a tiny model ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_ws(tmp_path_factory):
-    from tiny_models import session_tiny_sd
-
+def tiny_ws(tmp_path_factory, tiny_sd):
     from app.ui import engine, shopper
     from app.ui.workspace import UIConfig, Unavailable, Workspace
 
-    sd = session_tiny_sd(tmp_path_factory)
+    sd = tiny_sd
     tmp = tmp_path_factory.mktemp("cancel")
     ws = Workspace(UIConfig(out_dir=tmp / "out", ab_db=tmp / "ab.sqlite", model=str(sd), steps=400))
     try:

@@ -20,13 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"created_at"}  # when a record was written; everything else must match
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    from tiny_models import build_tiny_sd
-
-    return build_tiny_sd(tmp_path_factory.mktemp("repro") / "tiny-sd")
-
-
 def write_campaign(folder: Path, sd: Path, seeds: list[int]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "repro.yaml"
@@ -63,9 +56,9 @@ def records(folder: Path) -> list[dict]:
 
 def run_in_process(campaign: Path, root: Path) -> Path:
     from app.batch.runner import run_campaign
-    from pipelines.loading import clear_cache
+    from pipelines.assemble import clear_cache
 
-    clear_cache()  # load the model from disk again: nothing carries over between the runs
+    clear_cache()  # assemble and load the models from disk again: nothing carries over between the runs
     summary = run_campaign(campaign, output_root=root, progress=False, device="cpu")
     return Path(summary.output_dir)
 

@@ -17,20 +17,6 @@ def pixel_embed(images):
     return np.stack([np.asarray(im.convert("RGB").resize((4, 4)), np.float32).ravel() / 255 for im in images])
 
 
-@pytest.fixture(scope="module")
-def shop():
-    from recommenders.shop import DemoShop
-
-    return DemoShop.load()
-
-
-@pytest.fixture(scope="module")
-def users(shop):
-    from finetune.data import UserConditions
-
-    return UserConditions(shop.interactions, shop.catalog)
-
-
 def test_user_conditions_are_the_recommenders_and_leave_items_out(shop, users):
     u = users.user_ids[0]
     history = users.history(u)
@@ -169,7 +155,7 @@ def redness(images, prompt=""):
             for im in images]
 
 
-def test_reward_loop_round_trip_on_a_tiny_model(tmp_path):
+def test_reward_loop_round_trip_on_a_tiny_model(tmp_path, tiny_sd):
     from finetune.lora import LoraTrainConfig
     from finetune.reward_loop import (
         AudienceJudge,
@@ -177,9 +163,8 @@ def test_reward_loop_round_trip_on_a_tiny_model(tmp_path):
         run_reward_loop,
         split_users,
     )
-    from tests.tiny_models import build_tiny_sd
 
-    sd = build_tiny_sd(tmp_path / "sd")
+    sd = tiny_sd
     cfg = RewardLoopConfig(rounds=2, candidates=4, keep=0.5, sample_steps=2, eval_seeds=2,
                            lora=LoraTrainConfig(rank=2, steps=3, batch_size=2, learning_rate=1e-3, checkpoint_every=0))
     report = run_reward_loop(sd, ["a shirt", "a hat"], redness, redness, cfg, tmp_path / "loop", progress=False)
@@ -213,7 +198,7 @@ def _comparable(report: dict) -> dict:
     return out
 
 
-def test_reward_loop_resume_skips_finished_rounds_and_ends_like_an_uninterrupted_run(tmp_path):
+def test_reward_loop_resume_skips_finished_rounds_and_ends_like_an_uninterrupted_run(tmp_path, tiny_sd):
     """A copy of a finished 2-round run, set back to "killed in round 2" (state with round 1 only, round 2's
     LoRA torn, one of its kept images gone, a stale image and a temp file): `resume="latest"` skips the base
     evaluation and round 1, redoes round 2 from its start, and ends with the uninterrupted run's report and
@@ -222,12 +207,10 @@ def test_reward_loop_resume_skips_finished_rounds_and_ends_like_an_uninterrupted
     import hashlib
     import shutil
 
-    from tiny_models import build_tiny_sd
-
     from finetune.lora import LoraTrainConfig
     from finetune.reward_loop import STATE_FILE, RewardLoopConfig, run_reward_loop
 
-    sd = build_tiny_sd(tmp_path / "sd")
+    sd = tiny_sd
     prompts = ["a shirt", "a hat"]
 
     def cfg(**kw):

@@ -11,14 +11,9 @@ import pytest
 from PIL import Image
 
 from core.errors import InputError
-from recommenders.shop import DEMO_SHOP_DIR, DemoShop, build_shop, oracle_ctr
+from recommenders.shop import DEMO_SHOP_DIR, build_shop, oracle_ctr
 from recommenders.shop.tastes import sample_taste
 from recommenders.shop.vocab import ATTRIBUTE_KINDS, BOLD_COLORS, COLORS, PATTERNS
-
-
-@pytest.fixture(scope="module")
-def shop() -> DemoShop:
-    return DemoShop.load()
 
 
 def _sha256_tree(folder: Path) -> dict[str, str]:

@@ -73,11 +73,15 @@ def test_cached_builds_once(ws):
     assert calls == [1]
 
 
-def test_serve_rejects_bad_arguments():
+def test_serve_rejects_bad_arguments(capsys):
+    from app.cli import main
     from app.commands.serve import serve
 
-    with pytest.raises(InputError):
-        serve(port=0)
+    for flags in (["--port", "0"], ["--steps", "0"], ["--queue-size", "0"]):  # typer's bounds (core.limits for steps)
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", *flags])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("error: atelier serve: ") and err.count("\n") == 1, err
     with pytest.raises(InputError):
         serve(auth="nopassword")
 
@@ -294,13 +298,11 @@ def test_app_builds_with_api_and_auth(tmp_path):
 
 # --- generation through the tabs' functions (tiny random SD model) --------------------------------
 @pytest.mark.slow
-def test_tabs_generate_with_a_tiny_model(tmp_path, tmp_path_factory):
-    from tiny_models import session_tiny_sd  # tests/ is on sys.path under pytest
-
+def test_tabs_generate_with_a_tiny_model(tmp_path, tiny_sd):
     from app.ui import batch_tab, outfit, shopper, studio
     from app.ui.workspace import UIConfig, Unavailable, Workspace
 
-    sd = session_tiny_sd(tmp_path_factory)
+    sd = tiny_sd
     ws = Workspace(UIConfig(out_dir=tmp_path / "out", ab_db=tmp_path / "ab.sqlite", model=str(sd), steps=2))
     try:
         uid = shopper.demo_users(ws, n=1)[0][1]

@@ -8,6 +8,10 @@ deterministic; images mean nothing.
     from tiny_models import build_tiny_sd, build_tiny_controlnet  # tests/ is on sys.path under pytest
     sd_dir = build_tiny_sd(tmp_path / "sd")          # 64x64 images by default
     cn_dir = build_tiny_controlnet(tmp_path / "cn", sd_dir)
+
+Test modules take them as the session fixtures `tiny_sd`, `tiny_controlnet` and `tiny_catalog` (conftest.py).
+The end of the file has a tiny collaborative-filtering data set (`tiny_splits`) and the small hyperparameters
+(`TINY`) the recommender tests train with.
 """
 from __future__ import annotations
 
@@ -183,21 +187,6 @@ class ColorScorer:
         return (self.embed_images(images) * self.embed_texts(texts)).sum(1)
 
 
-def session_tiny_sd(tmp_path_factory) -> Path:
-    """One tiny SD folder per pytest session (pass pytest's `tmp_path_factory`), shared by test files."""
-    return build_tiny_sd(tmp_path_factory.getbasetemp() / "tiny_sd")
-
-
-def session_tiny_controlnet(tmp_path_factory) -> Path:
-    """One tiny ControlNet per pytest session, matching `session_tiny_sd`."""
-    return build_tiny_controlnet(tmp_path_factory.getbasetemp() / "tiny_controlnet", session_tiny_sd(tmp_path_factory))
-
-
-def session_tiny_catalog(tmp_path_factory):
-    """One tiny catalog per pytest session (16 items with pictures)."""
-    return build_tiny_catalog(tmp_path_factory.getbasetemp() / "tiny_catalog")
-
-
 def build_tiny_ip_adapter(out_dir: str | Path, sd_dir: str | Path, *, seed: int = 2) -> Path:
     """A tiny random IP-Adapter for the UNet in `sd_dir`: `ip-adapter.safetensors` + `image_encoder/`.
 
@@ -239,3 +228,43 @@ def build_tiny_ip_adapter(out_dir: str | Path, sd_dir: str | Path, *, seed: int 
         key_id += 2  # the original checkpoints number cross-attention layers 1, 3, 5, ...
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
     return weights
+
+
+# -- a tiny collaborative-filtering data set and hyperparameters small enough for unit tests -----------
+TINY = {
+    "mostpop": {},
+    "itemknn": {"k": 5},
+    "ease": {"l2": 10.0},
+    "multivae": {"hidden": [16], "latent": 8, "epochs": 3, "batch_size": 16},
+    "diffrec": {"hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5, "sampling_start": 2,
+                "sampling_steps": 3},
+    "ldiffrec": {"n_clusters": 2, "latent": 8, "hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5,
+                 "vae_dropout": 0.0},
+}
+
+
+def tiny_splits(n_users=48, n_items=80, seed=0):
+    """Two user groups, each liking its own half of the catalog: a structure every model can learn."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommenders.splits import CFSplits
+
+    rng = np.random.default_rng(seed)
+    group = np.arange(n_users) % 2
+    likes = np.zeros((n_users, n_items), bool)
+    for u in range(n_users):
+        half = np.arange(n_items // 2) + group[u] * (n_items // 2)
+        likes[u, rng.choice(half, size=12, replace=False)] = True
+    parts = {"train": np.zeros_like(likes), "valid": np.zeros_like(likes), "test": np.zeros_like(likes)}
+    for u in range(n_users):
+        items = rng.permutation(np.flatnonzero(likes[u]))
+        parts["train"][u, items[:8]] = True
+        parts["valid"][u, items[8:10]] = True
+        parts["test"][u, items[10:]] = True
+    mats = {k: sp.csr_matrix(v.astype(np.float32)) for k, v in parts.items()}
+    # item embeddings that know the two halves (as LightGCN embeddings would), plus noise
+    emb = (np.outer(np.arange(n_items) < n_items // 2, [1, -1, 1, -1]) + 0.3 * rng.normal(size=(n_items, 4)))
+    emb = emb.astype(np.float32)
+    return CFSplits("tiny", mats["train"], mats["valid"], mats["test"], item_emb=emb,
+                    item_ids=[f"i{j}" for j in range(n_items)])

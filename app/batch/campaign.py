@@ -2,7 +2,8 @@
 
 Validation is strict (unknown keys, wrong types and negative counts are errors) and every error
 is one line that names the file and the YAML line it comes from, so a marketer can fix it
-without reading a traceback. Line numbers come from pyyaml's node marks.
+without reading a traceback. The YAML is read by `core.yamlio` (no aliases, duplicate keys or tags);
+numeric bounds are the shared ones in `core.limits`, so a campaign that validates also renders.
 
     name: spring-navy
     products: [top-0003, {image: assets/my_bag.png}]
@@ -14,11 +15,9 @@ without reading a traceback. Line numbers come from pyyaml's node marks.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,26 +30,15 @@ from pydantic import (
 )
 
 from core.errors import InputError
-from core.validate import check_prompt
+from core import limits
+from core.validate import check_prompt, parse_size
+from core.yamlio import YamlDocument, parse_yaml, read_yaml
 
-MAX_CAMPAIGN_BYTES = 1_000_000
-SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """'300x250' -> (300, 250), with sane bounds."""
-    m = SIZE_RE.match(size)
-    if not m:
-        raise ValueError(f"size must look like 512x512, got {size!r}")
-    w, h = int(m.group(1)), int(m.group(2))
-    if not (16 <= w <= 4096 and 16 <= h <= 4096):
-        raise ValueError(f"size {size} out of range (16..4096 pixels a side)")
-    return w, h
 
 
 def _check_sizes(sizes: list[str]) -> list[str]:
@@ -62,6 +50,7 @@ def _check_sizes(sizes: list[str]) -> list[str]:
 
 
 SizeList = Annotated[list[str], AfterValidator(_check_sizes)]
+Seed = Annotated[int, Field(ge=limits.SEED.low, le=limits.SEED.high)]
 
 
 class ProductSpec(_Strict):
@@ -150,14 +139,15 @@ class BannerFormat(_Strict):
     """Ad banners with a headline and a call to action at standard sizes."""
 
     sizes: SizeList = Field(default_factory=lambda: ["300x250", "728x90"], min_length=1)
-    headline: str | None = Field(None, max_length=120)
-    cta: str | None = Field(None, max_length=40)
+    headline: str | None = Field(None, max_length=limits.HEADLINE_CHARS)
+    cta: str | None = Field(None, max_length=limits.CTA_CHARS)
 
     @field_validator("headline", "cta")
     @classmethod
     def _text(cls, v: str | None, info) -> str | None:
         # control characters (terminal escapes) and blank text given on purpose: refused like any prompt
-        return None if v is None else check_prompt(v, what=info.field_name, max_chars=120)
+        most = limits.HEADLINE_CHARS if info.field_name == "headline" else limits.CTA_CHARS
+        return None if v is None else check_prompt(v, what=info.field_name, max_chars=most)
 
 
 class OutfitFormat(_Strict):
@@ -193,17 +183,17 @@ class ModelSpec(_Strict):
 
     base: str = "demo"
     lora: str | None = None
-    lora_scale: float = Field(1.0, ge=0.0, le=4.0)
+    lora_scale: float = Field(1.0, ge=limits.LORA_SCALE.low, le=limits.LORA_SCALE.high)
     adapter: str | None = None  # a preference-adapter folder (`atelier finetune adapter`): preference tokens
     recommender: str = "ease"
-    steps: int = Field(20, ge=1, le=1000)
-    guidance: float = Field(5.0, ge=0.0, le=50.0)
-    negative_prompt: str = Field("", max_length=2000)
+    steps: int = Field(20, ge=limits.STEPS.low, le=limits.STEPS.high)
+    guidance: float = Field(5.0, ge=limits.GUIDANCE.low, le=limits.GUIDANCE.high)
+    negative_prompt: str = Field("", max_length=limits.NEGATIVE_PROMPT_CHARS)
 
     @field_validator("negative_prompt")
     @classmethod
     def _negative(cls, v: str) -> str:
-        return check_prompt(v, what="negative_prompt", allow_empty=True, max_chars=2000)
+        return check_prompt(v, what="negative_prompt", allow_empty=True, max_chars=limits.NEGATIVE_PROMPT_CHARS)
 
 
 class Campaign(_Strict):
@@ -214,9 +204,9 @@ class Campaign(_Strict):
     products: list[ProductSpec] = Field(min_length=1)
     audience: AudienceSpec
     formats: FormatsSpec
-    candidates: int = Field(1, ge=1, le=256)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    seeds: list[int] | None = None
+    candidates: int = Field(1, ge=limits.CANDIDATES.low, le=limits.CANDIDATES.high)
+    seed: int = Field(0, ge=limits.SEED.low, le=limits.SEED.high)
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=limits.CANDIDATES.high)
     model: ModelSpec = Field(default_factory=ModelSpec)
     output: str | None = None
 
@@ -231,13 +221,8 @@ class Campaign(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("seeds is empty")
-            if any(s < 0 or s > 2**31 - 1 for s in v):
-                raise ValueError("seeds must be in 0..2^31-1")
-            if len(set(v)) != len(v):
-                raise ValueError("seeds repeat")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("seeds repeat")
         return v
 
     @model_validator(mode="after")
@@ -253,16 +238,13 @@ class Campaign(_Strict):
             raise ValueError("candidates must equal the number of seeds when both are given")
         return self
 
-    _source: str | None = PrivateAttr(None)
-    _text: str | None = PrivateAttr(None)
+    _doc: YamlDocument | None = PrivateAttr(None)  # the YAML it came from, for line numbers
 
     def error(self, problem: str, *loc: str | int) -> InputError:
         """An InputError about the value at `loc` (e.g. "products", 2), naming the campaign file and line."""
-        line = None
-        if self._text is not None:
-            line = _line_of(yaml.compose(self._text, Loader=yaml.SafeLoader), loc)
         where = ".".join(str(x) for x in loc)
-        return InputError(f"{where}: {problem}" if where else problem, self._source, line)
+        text = f"{where}: {problem}" if where else problem
+        return InputError(text) if self._doc is None else self._doc.error(text, loc)
 
     def candidate_seeds(self) -> list[int]:
         """The seed of each candidate: the explicit list, or seed, seed+1, ..."""
@@ -295,51 +277,6 @@ def safe_output_dir(output: str, root: str | Path) -> Path:
     return target
 
 
-# --- YAML with line numbers --------------------------------------------------------------------
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """Follow a pydantic error location through the YAML node tree to the closest line."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == key:
-                    # An unknown key is reported at the key; a bad value at the value.
-                    node, line = v, v.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _check_nodes(node: yaml.Node, path: str, seen: set[int]) -> None:
-    """Refuse aliases (billion-laughs expansion) and duplicate keys (silently last-wins in pyyaml)."""
-    if id(node) in seen:
-        raise InputError("YAML aliases/anchors are not allowed in a campaign", path, node.start_mark.line + 1)
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys: set = set()
-        for k, v in node.value:
-            if k.tag == "tag:yaml.org,2002:merge":
-                raise InputError("YAML merge keys are not allowed in a campaign", path, k.start_mark.line + 1)
-            if isinstance(k, yaml.ScalarNode):
-                if k.value in keys:
-                    raise InputError(f"duplicate key {k.value!r}", path, k.start_mark.line + 1)
-                keys.add(k.value)
-            _check_nodes(v, path, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for v in node.value:
-            _check_nodes(v, path, seen)
-
-
 def _format_error(err: dict) -> str:
     loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
     msg = err["msg"]
@@ -353,49 +290,25 @@ def _format_error(err: dict) -> str:
 
 def parse_campaign(text: str, path: str | Path = "<campaign>") -> Campaign:
     """Validate campaign YAML text; any problem is an InputError naming the line."""
-    path = str(path)
-    if len(text.encode("utf-8", errors="replace")) > MAX_CAMPAIGN_BYTES:
-        raise InputError(f"campaign file is larger than {MAX_CAMPAIGN_BYTES} bytes", path)
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):  # refused before expansion: no billion-laughs
-                raise InputError("YAML aliases/anchors are not allowed in a campaign", path, event.start_mark.line + 1)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = e.problem or e.context
-        if e.context and e.context_mark is not None and e.problem:
-            problem += f" ({e.context} started at line {e.context_mark.line + 1})"
-        raise InputError(f"YAML syntax error: {problem}", path, line) from None
-    except yaml.YAMLError as e:
-        raise InputError(f"YAML error: {e}", path) from None
-    if node is None:
-        raise InputError("campaign file is empty", path)
-    _check_nodes(node, path, set())
-    data = yaml.SafeLoader(text).get_single_data()
-    if not isinstance(data, dict):
-        raise InputError("a campaign must be a YAML mapping (key: value lines)", path, node.start_mark.line + 1)
-    try:
-        campaign = Campaign.model_validate(data)
-        campaign._source, campaign._text = path, text
-        return campaign
-    except ValidationError as e:
-        errors = e.errors()
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise InputError(_format_error(first) + more, path, _line_of(node, tuple(first["loc"]))) from None
+    return _validate(parse_yaml(text, path, what="campaign"))
 
 
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("campaign file not found", path)
-    if path.stat().st_size > MAX_CAMPAIGN_BYTES:
-        raise InputError(f"campaign file is larger than {MAX_CAMPAIGN_BYTES} bytes", path)
+    return _validate(read_yaml(path, what="campaign"))
+
+
+def _validate(doc: YamlDocument) -> Campaign:
+    if doc.node is None:
+        raise InputError("campaign file is empty", doc.path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("a campaign must be a YAML mapping (key: value lines)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"campaign file is not UTF-8 text (byte {e.start})", path) from None
-    return parse_campaign(text, path)
+        campaign = Campaign.model_validate(doc.data)
+    except ValidationError as e:
+        errors = e.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise doc.error(_format_error(first) + more, tuple(first["loc"])) from None
+    campaign._doc = doc
+    return campaign

@@ -7,7 +7,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from .campaign import Campaign, ProductSpec, parse_size
+from core.validate import parse_size
+
+from .campaign import Campaign, ProductSpec
 
 FORMATS = ("product", "background", "banner", "outfit")
 

@@ -1,6 +1,7 @@
 """The one place the batch runner calls the generation pipelines: a job in, (image, Creative)s out.
 
-Models load once per process (base model, LoRA, ControlNet, scorer) and are reused for every job.
+The campaign's `model:` becomes a `PipelineSpec`, checked with the products before any job runs;
+its components load once per process (`pipelines.assemble`) and serve every job.
 Each job asks its pipeline for exactly one candidate with the job's own seed, so a job's pixels
 depend only on the job, never on which process ran it or on what ran before it.
 """
@@ -15,6 +16,8 @@ from core.errors import InputError
 from .audience import ShopData
 from .campaign import Campaign
 from .jobs import AudienceMember, Job
+
+SPEC_KEYS = {"model": "base", "lora": "lora", "lora_scale": "lora_scale", "adapter": "adapter"}  # spec -> model: key
 
 
 class CampaignRenderer:
@@ -31,16 +34,22 @@ class CampaignRenderer:
         self.threads = set_threads()
         self.data = ShopData(campaign.shop, self.dir, campaign.model.recommender)
         self._check_products()
-        self._pipes: dict[str, Any] = {}
-        self._sd = None
-        self._adapter = None
-        self._scorer = False  # not loaded yet (None: not available)
         self._conditions: dict[str, Any] = {}
 
     # --- inputs ------------------------------------------------------------------------------
+    def spec(self):
+        """What the campaign's `model:` asks to assemble; its paths are relative to the campaign file."""
+        from pipelines.assemble import AUTO, PipelineSpec
+
+        m = self.campaign.model
+        return PipelineSpec(model=m.base, lora=m.lora, lora_scale=m.lora_scale, adapter=m.adapter,
+                            controlnet=AUTO, scorer="demo", device=getattr(self, "device", None), root=str(self.dir))
+
     def _check_products(self) -> None:
-        """Unknown catalog ids, broken images and missing or unsafe weights fail before anything is rendered."""
+        """Unknown catalog ids, broken images, sizes the model cannot draw and missing or unsafe weights
+        fail before anything is rendered."""
         from core.validate import load_user_image
+        from pipelines.assemble import SpecError
 
         for k, p in enumerate(self.campaign.products):
             if p.item is not None and p.item not in self.data.catalog:
@@ -53,17 +62,26 @@ class CampaignRenderer:
                     load_user_image(self.path(value))
                 except InputError as e:
                     raise self.campaign.error(f"{e.problem} ({self.path(value)})", "products", k, name) from None
-        m = self.campaign.model
-        if m.lora is not None:
-            lora = self.path(m.lora)
-            if not lora.exists():
-                raise self.campaign.error(f"LoRA weights not found ({lora})", "model", "lora")
-            files = [lora] if lora.is_file() else list(lora.iterdir())
-            if not any(f.suffix == ".safetensors" for f in files):
-                raise self.campaign.error("LoRA weights must be .safetensors (pickle checkpoints can run code)",
-                                          "model", "lora")
-        if m.adapter is not None and not (self.path(m.adapter) / "config.json").is_file():
-            raise self.campaign.error(f"not a preference adapter folder ({self.path(m.adapter)})", "model", "adapter")
+        try:
+            geometry = self.spec().check()
+        except SpecError as e:
+            where = f" ({e.path})" if e.path and e.path not in e.problem else ""
+            raise self.campaign.error(e.problem + where, "model", SPEC_KEYS.get(e.field, e.field)) from None
+        self._check_sizes(geometry.get("size_multiple"))
+
+    def _check_sizes(self, multiple: int | None) -> None:
+        """Product and background sizes must suit the model (banners are resized to any size)."""
+        from core.validate import parse_size
+
+        if multiple is None:
+            return
+        for fmt in ("product", "background"):
+            spec = getattr(self.campaign.formats, fmt)
+            for k, size in enumerate(getattr(spec, "sizes", None) or []):
+                w, h = parse_size(size)
+                if w % multiple or h % multiple:
+                    raise self.campaign.error(f"size {size}: this model draws sides in multiples of {multiple}",
+                                              "formats", fmt, "sizes", k)
 
     def path(self, value: str) -> Path:
         """An input path from the campaign, relative to the campaign file's folder."""
@@ -81,74 +99,11 @@ class CampaignRenderer:
         return self._conditions[member.key]
 
     # --- models ------------------------------------------------------------------------------
-    def sd(self):
-        """The base pipeline (with the campaign's LoRA fused in when it has one), loaded once."""
-        if self._sd is None:
-            from pipelines.loading import load_sd_pipeline
-
-            base = self.campaign.model.base
-            # "demo", a folder (relative to the campaign file), or a hub id (loading refuses it offline)
-            spec = base if base == "demo" or not self.path(base).exists() else str(self.path(base))
-            # A LoRA changes the weights: load a private copy instead of the process-wide cached one.
-            sd = load_sd_pipeline(spec, device=self.device, cache=not self.campaign.model.lora)
-            if self.campaign.model.lora:
-                lora = self.path(self.campaign.model.lora)
-                if not lora.exists():
-                    raise InputError("LoRA weights not found", lora)
-                try:
-                    sd.load_lora_weights(str(lora), adapter_name="campaign")
-                    sd.set_adapters(["campaign"], adapter_weights=[self.campaign.model.lora_scale])
-                except (OSError, ValueError, KeyError) as e:
-                    raise InputError(f"cannot load LoRA weights ({e})", lora) from None
-            self._sd = sd
-        return self._sd
-
-    def scorer(self):
-        """The scorer, loaded once for all pipelines (None when not installed)."""
-        if self._scorer is False:
-            self._scorer = _scorer(self.device)
-        return self._scorer
-
-    def adapter(self):
-        """The campaign's preference adapter (condition embedding -> extra prompt tokens), or None."""
-        if self.campaign.model.adapter is None:
-            return None
-        if self._adapter is None:
-            from pipelines.conditioning import PreferenceAdapter
-
-            self._adapter = PreferenceAdapter.from_pretrained(self.path(self.campaign.model.adapter))
-        return self._adapter
-
-    def _lora_record(self) -> list[dict]:
-        m = self.campaign.model
-        return [{"path": m.lora, "scale": m.lora_scale}] if m.lora else []
-
     def pipe(self, kind: str):
-        """The product / background / banner / outfit pipeline on the shared base model."""
-        if kind not in self._pipes:
-            common: dict[str, Any] = dict(catalog=self.data.catalog, base_model=self.campaign.model.base,
-                                          lora=self._lora_record(), scorer=self.scorer(), adapter=self.adapter())
-            sd = self.sd()
-            if kind == "product":
-                from pipelines.product import ProductPipeline
+        """The product / background / banner / outfit pipeline, from the process's one assembly of the spec."""
+        from pipelines.assemble import assemble
 
-                self._pipes[kind] = ProductPipeline(sd, **common)
-            elif kind == "background":
-                from pipelines.background import BackgroundPipeline
-
-                cn = _controlnet(self.device) if self.campaign.model.base == "demo" else None
-                self._pipes[kind] = BackgroundPipeline(sd, controlnet=cn, **common)
-            elif kind == "banner":
-                from pipelines.banner import BannerPipeline
-
-                self._pipes[kind] = BannerPipeline(sd, **common)
-            elif kind == "outfit":
-                from pipelines.outfit import OutfitPipeline
-
-                self._pipes[kind] = OutfitPipeline(sd, **common)
-            else:
-                raise InputError(f"unknown format {kind!r}")
-        return self._pipes[kind]
+        return assemble(self.spec()).pipeline(kind, catalog=self.data.catalog)
 
     # --- one job -----------------------------------------------------------------------------
     def render(self, job: Job) -> list[tuple[Any, Any]]:
@@ -186,26 +141,6 @@ class CampaignRenderer:
         for c in out.creatives:
             c.extra["torch_threads"] = self.threads
         return list(zip(out.images, out.creatives))
-
-
-def _scorer(device: str | None = None):
-    """The demo open_clip scorer when it is installed (scores creatives, retrieves outfit items), else None."""
-    try:
-        from pipelines.scorer import Scorer
-
-        return Scorer.load("demo", device=device)
-    except (ImportError, AttributeError, InputError, OSError):
-        return None
-
-
-def _controlnet(device: str | None):
-    """The demo ControlNet (for the demo base model) when shipped, else None (backgrounds are then inpainted)."""
-    try:
-        from pipelines.loading import load_controlnet
-
-        return load_controlnet(device=device)
-    except (ImportError, AttributeError, InputError, OSError, TypeError):
-        return None
 
 
 def make_renderer(campaign: Campaign, campaign_dir: Path, device: str | None = None) -> CampaignRenderer:

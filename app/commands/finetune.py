@@ -104,7 +104,6 @@ def lora(
                           resolution=resolution, seed=seed, checkpoint_every=checkpoint_every,
                           checkpoint_limit=checkpoint_limit, validate_every=validate_every,
                           validation_prompts=list(validation_prompt), mixed_precision=mixed_precision)
-    cfg.check()
     examples = load_examples(data)
     report = train_lora(_local_model(base_model), examples, out, cfg, resume=resume, device=device)
     _emit(report, as_json, json_out, ("lora", "examples", "steps", "resumed_from_step", "last_loss", "seconds"))
@@ -155,6 +154,8 @@ def reward(
         raise InputError(f"--probe-source must be 'catalog' or 'text', not {probe_source!r}")
     if user_embedding not in ("condition", "profile", "taste"):
         raise InputError(f"--user-embedding must be 'condition', 'profile' or 'taste', not {user_embedding!r}")
+    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, weight_decay=weight_decay,
+                            epochs=epochs, seed=seed)  # bad values fail here, before minutes of loading
     oracle = None
     if impressions is not None:
         if catalog is None or interactions is None:
@@ -175,8 +176,6 @@ def reward(
     users = UserConditions(inter, cat, model=recommender)
     embedder = Scorer.load(scorer)
     features = impression_features(log, cat, users, embedder.embed_images, user_embedding=user_embedding)
-    cfg = RewardTrainConfig(hidden_dim=hidden_dim, learning_rate=learning_rate, weight_decay=weight_decay,
-                            epochs=epochs, seed=seed)
     report = fit_and_report(features, cfg, out, test_share=test_share, oracle=oracle,
                             probes=None if not probes else (catalog_probes(cat, embedder.embed_images)
                                                             if probe_source == "catalog"
@@ -232,7 +231,6 @@ def dpo(
     device = _setup(threads, device)
     cfg = DPOTrainConfig(rank=rank, learning_rate=learning_rate, steps=steps, batch_size=batch_size, beta=beta,
                          seed=seed, checkpoint_every=checkpoint_every)
-    cfg.check()
     model_dir = _local_model(base_model)
     judge_fn = None
     if pairs is None or eval_prompts is not None:
@@ -362,7 +360,6 @@ def adapter(
     device = _setup(threads, device)
     cfg = AdapterTrainConfig(num_tokens=num_tokens, learning_rate=learning_rate, steps=steps, batch_size=batch_size,
                              items_per_user=items_per_user, checkpoint_every=checkpoint_every, seed=seed)
-    cfg.check()
     demo = None
     if catalog is not None or interactions is not None:
         if catalog is None or interactions is None:
@@ -379,10 +376,10 @@ def adapter(
         cat, inter = demo.catalog, demo.interactions
     users = UserConditions(inter, cat, model=recommender)
     if demo is not None:
-        from app.commands.eval import HELDOUT_USERS, heldout_users
+        from recommenders.shop.heldout import heldout_block, heldout_users
 
         # the personalization evaluation's held-out block (the last ids) never trains the adapter
-        block = set(sorted(users.user_ids)[-HELDOUT_USERS:])
+        block = set(heldout_block(users.user_ids))
         train_users = [u for u in users.user_ids if u not in block]
     else:
         train_users, _ = split_users(users.user_ids, held_out_share, seed)

@@ -1,21 +1,23 @@
 """`atelier generate product|background|banner|outfit --user U`: personalized images + a JSONL manifest.
 
-Every subcommand resolves the user's PreferenceCondition (from the shop's recommender, or a
-`--condition` JSON file), loads the base model once, runs one pipeline, writes PNGs atomically and
-appends one `Creative` record per image to `OUT/manifest.jsonl`. Heavy imports live inside the
-functions so `atelier --help` stays instant.
+Every subcommand checks the user's files (`PipelineSpec.check`), resolves the user's PreferenceCondition
+(`app.conditions`: the shop's recommender, or a `--condition` JSON file), gets its pipeline from the one
+assembler (`pipelines.assemble`), writes PNGs atomically and appends one `Creative` record per image to
+`OUT/manifest.jsonl`. Heavy imports live inside the functions so `atelier --help` stays instant.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from app.commands import options
+from core import limits
 from core.errors import InputError
-from core.validate import check_prompt
+from core.validate import check_prompt, parse_size
 
 app = typer.Typer(help="Generate personalized product images, backgrounds, banners and outfits.",
                   no_args_is_help=True)
@@ -27,16 +29,16 @@ Shop = Annotated[str, typer.Option("--shop", help="'demo' or a shop folder (cata
 Recommender = Annotated[str, typer.Option("--recommender", help="Recommender that makes the condition (ease, diffrec, ...).")]
 Model = Annotated[str, typer.Option("--model", help="Base model: 'demo', a diffusers folder, or a hub id (online only).")]
 Lora = Annotated[Optional[Path], typer.Option("--lora", help="LoRA weights to load into the base model.")]
-LoraScale = Annotated[float, typer.Option("--lora-scale", help="LoRA strength.")]
+LoraScale = Annotated[float, options.lora_scale()]
 Adapter = Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder (preference tokens).")]
 IPAdapter = Annotated[Optional[Path], typer.Option("--ip-adapter", help="IP-Adapter .safetensors (image_encoder/ beside it).")]
 Reward = Annotated[Optional[Path], typer.Option("--reward", help="CTR reward model folder: candidates are ranked by predicted CTR.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).")]
 Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the first candidate; candidate i uses seed + i.")]
-Steps = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")]
-Guidance = Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")]
-Candidates = Annotated[int, typer.Option("--candidates", "-n", min=1, max=256, help="Candidates per request.")]
+Seed = Annotated[int, options.seed()]
+Steps = Annotated[int, options.steps()]
+Guidance = Annotated[float, options.guidance()]
+Candidates = Annotated[int, options.candidates()]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).")]
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
@@ -46,102 +48,51 @@ AllowUnsafe = Annotated[bool, typer.Option("--allow-unsafe-weights", help="Also 
 
 
 @dataclass
-class Context:
-    """What one `atelier generate` call loaded: data, the user's condition and the models."""
+class Request:
+    """What one `atelier generate` call works with: the shop's catalog, the shopper's condition and the
+    assembled components (`pipelines.assemble`)."""
 
     catalog: Any
     condition: Any
-    sd: Any
-    base_model: str
-    scorer: Any = None
-    adapter: Any = None
-    ip_adapter: str | None = None
-    lora: list[dict] = field(default_factory=list)
-    reward_model: Any = None
+    parts: Any
 
-    def common(self) -> dict:
-        return dict(scorer=self.scorer, catalog=self.catalog, adapter=self.adapter, base_model=self.base_model,
-                    lora=self.lora, ip_adapter=self.ip_adapter, reward_model=self.reward_model)
+    def pipeline(self, kind: str):
+        return self.parts.pipeline(kind, catalog=self.catalog)
 
 
-def load_shop_data(shop: str, recommender: str):
-    """The shop's catalog, histories and fitted recommender (shared with batch campaigns)."""
-    from app.batch.audience import ShopData
-
-    return ShopData(shop, Path.cwd(), recommender)
-
-
-def user_condition(data, user: str):
-    """A user's PreferenceCondition from the shop's recommender."""
-    from app.batch.jobs import AudienceMember
-
-    if user not in data.history:
-        some = ", ".join(list(data.history)[:3])
-        raise InputError(f"unknown user {user!r} (no interactions in the shop; ids look like {some})")
-    return data.condition(AudienceMember(user, "user", (user,)))
-
-
-def read_condition(path: Path):
-    """A PreferenceCondition from a JSON file (as written by `PreferenceCondition.to_dict`)."""
-    from recommenders.condition import PreferenceCondition
-
-    if not path.is_file():
-        raise InputError("condition file not found", path)
-    try:
-        return PreferenceCondition.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise InputError(f"condition is not valid JSON ({e.msg})", path, e.lineno) from None
-    except InputError as e:
-        raise InputError(e.problem, path) from None
-
-
-def load_scorer(spec: str = "demo", device: str | None = None):
-    """The open_clip scorer, or None when the demo scorer is not installed (candidates keep seed order)."""
-    from pipelines.scorer import DEMO_CLIP, Scorer
-
-    if spec in ("demo", "demo-clip") and not DEMO_CLIP.is_dir():
-        return None
-    return Scorer.load(spec, device=device)
-
-
-def load_context(*, user, condition_file, shop, recommender, model, lora, lora_scale, adapter, ip_adapter,
-                 device, dtype, score, reward=None, scorer="demo", allow_unsafe=False) -> Context:
-    """Resolve the condition, then load each model once for this process."""
-    from pipelines.conditioning import PreferenceAdapter, load_ip_adapter
+def prepare(spec, *, user, condition_file, shop, recommender, image: Optional[Path] = None,
+            mask: Optional[Path] = None, need_alpha: bool = True) -> Request:
+    """Check every file first (weights, model folder, product pictures), then resolve the condition and
+    assemble the models (each loaded once for this process)."""
+    from app.conditions import load_shop_data, read_condition, user_condition
+    from core.validate import check_product_image
+    from pipelines.assemble import assemble
     from pipelines.device import set_threads
-    from pipelines.loading import load_sd_pipeline
 
-    set_threads()
+    spec.check()
+    if mask is not None and image is None:
+        raise InputError("--mask goes with --image")
+    if image is not None:
+        check_product_image(image, mask, need_alpha=need_alpha)
     if (user is None) == (condition_file is None):
         raise InputError("give exactly one of --user or --condition")
+    set_threads()
     data = load_shop_data(shop, recommender)
     condition = user_condition(data, user) if user is not None else read_condition(condition_file)
-    sd = load_sd_pipeline(model, device=device, dtype=dtype, cache=lora is None and ip_adapter is None,
-                          allow_unsafe=allow_unsafe)
-    lora_record = []
-    if lora is not None:
-        if not lora.exists():
-            raise InputError("LoRA weights not found", lora)
-        try:
-            sd.load_lora_weights(str(lora), adapter_name="user")
-            sd.set_adapters(["user"], adapter_weights=[lora_scale])
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"cannot load LoRA weights ({e})", lora) from None
-        lora_record = [{"path": str(lora), "scale": lora_scale}]
-    ctx = Context(catalog=data.catalog, condition=condition, sd=sd, base_model=model, lora=lora_record)
-    if adapter is not None:
-        ctx.adapter = PreferenceAdapter.from_pretrained(adapter)
-    if ip_adapter is not None:
-        ctx.ip_adapter = load_ip_adapter(sd, ip_adapter)
-    if score:
-        ctx.scorer = load_scorer(scorer, device=device)
-    if reward is not None:
-        from pipelines.reward import RewardModel
+    return Request(catalog=data.catalog, condition=condition, parts=assemble(spec))
 
-        if ctx.scorer is None:
-            raise InputError("--reward needs the scorer (its image embeddings are the reward model's input)")
-        ctx.reward_model = RewardModel.from_pretrained(reward)
-    return ctx
+
+def pipeline_spec(*, model, lora, lora_scale, adapter, reward, device, dtype, score, allow_unsafe,
+                  ip_adapter=None, controlnet=None):
+    """The `PipelineSpec` of the shared flags (paths kept as the user typed them: Creatives record them)."""
+    from pipelines.assemble import PipelineSpec
+
+    def name(p):
+        return None if p is None else str(p)
+
+    return PipelineSpec(model=model, lora=name(lora), lora_scale=lora_scale, adapter=name(adapter),
+                        ip_adapter=name(ip_adapter), controlnet=controlnet, scorer="demo" if score else None,
+                        reward=name(reward), device=device, dtype=dtype, allow_unsafe=allow_unsafe)
 
 
 def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[dict]:
@@ -168,21 +119,6 @@ def _items(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def preflight(*, weights=(), allow_unsafe: bool = False, image: Optional[Path] = None, mask: Optional[Path] = None,
-              need_alpha: bool = True) -> None:
-    """Check the user's files before any model loads: no pickle weights, readable and safe product pictures."""
-    from core.io import check_not_pickle
-    from core.validate import check_product_image
-
-    for path in weights:
-        if path is not None:
-            check_not_pickle(path, allow_unsafe)
-    if mask is not None and image is None:
-        raise InputError("--mask goes with --image")
-    if image is not None:
-        check_product_image(image, mask, need_alpha=need_alpha)
-
-
 # -- commands ----------------------------------------------------------------------------------
 @app.command("product")
 def product(
@@ -200,18 +136,15 @@ def product(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Personalized images of a category or a given product, ranked for the user."""
-    from pipelines.product import ProductPipeline
-
     if category is None and item is None:
         raise InputError("give --category or --item")
-    preflight(weights=(lora, ip_adapter), allow_unsafe=allow_unsafe_weights)
-    ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
-                       lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
-    if category is not None and category not in ctx.catalog.categories():
-        raise InputError(f"unknown category {category!r} (the catalog has {', '.join(ctx.catalog.categories())})")
-    output = ProductPipeline(ctx.sd, **ctx.common())(
-        ctx.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
+    spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter,
+                         reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender)
+    if category is not None and category not in req.catalog.categories():
+        raise InputError(f"unknown category {category!r} (the catalog has {', '.join(req.catalog.categories())})")
+    output = req.pipeline("product")(
+        req.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
         guidance=guidance, reference=reference, strength=strength, personalize=not plain)
     finish(output, out, as_json, json_out)
 
@@ -233,19 +166,17 @@ def background(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """A new scene around a product; the product's own pixels stay exactly as given."""
-    from pipelines.background import BackgroundPipeline
-    from pipelines.loading import load_controlnet
+    from pipelines.assemble import AUTO
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, mask=mask)
-    ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
-                       lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
-    cn_spec = controlnet or ("demo-controlnet" if model == "demo" and mode != "inpaint" else None)
-    cn = load_controlnet(cn_spec, device=device, dtype=dtype) if cn_spec else None
-    output = BackgroundPipeline(ctx.sd, controlnet=cn, controlnet_path=cn_spec, **ctx.common())(
-        ctx.condition, item_id=item, product_path=str(image.resolve()) if image else None,
+    spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
+                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
+                         controlnet=controlnet or (AUTO if mode != "inpaint" else None))
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
+                  mask=mask)
+    output = req.pipeline("background")(
+        req.condition, item_id=item, product_path=str(image.resolve()) if image else None,
         mask_path=str(mask.resolve()) if mask else None, mode=mode, padding=padding, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance)
     finish(output, out, as_json, json_out)
@@ -267,21 +198,21 @@ def banner(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Ad banners at standard sizes with readable (WCAG AA) text that stays on the canvas."""
-    from pipelines.banner import BannerPipeline
     from pipelines.layout import BANNER_SIZES
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, need_alpha=False)
     if headline is not None:
-        headline = check_prompt(headline, what="--headline", max_chars=120)
-    cta = check_prompt(cta, what="--cta", max_chars=40)
-    ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
-                       lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
-    output = BannerPipeline(ctx.sd, **ctx.common())(
-        ctx.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
-        sizes=size or list(BANNER_SIZES), num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
+        headline = check_prompt(headline, what="--headline", max_chars=limits.HEADLINE_CHARS)
+    cta = check_prompt(cta, what="--cta", max_chars=limits.CTA_CHARS)
+    sizes = [parse_size(s, what="--size") for s in size] if size else list(BANNER_SIZES)
+    spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
+                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
+                  need_alpha=False)
+    output = req.pipeline("banner")(
+        req.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
+        sizes=sizes, num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
     finish(output, out, as_json, json_out)
 
 
@@ -300,20 +231,19 @@ def outfit(
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from core.io import atomic_save_image
-    from pipelines.outfit import OutfitPipeline, outfit_board
+    from pipelines.outfit import outfit_board
 
     present = _items(items)
     if not present:
         raise InputError("give the outfit's present items with --items ID[,ID...]")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights)
-    ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
-                       lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
-    output = OutfitPipeline(ctx.sd, **ctx.common())(
-        ctx.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
+    spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
+                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender)
+    output = req.pipeline("outfit")(
+        req.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)
     records = finish(output, out, as_json, json_out)
-    board = atomic_save_image(outfit_board(ctx.catalog, present, output), out / f"outfit-{ctx.condition.user_id}.png")
+    board = atomic_save_image(outfit_board(req.catalog, present, output), out / f"outfit-{req.condition.user_id}.png")
     if not as_json:
         typer.echo(f"outfit board: {board}  retrieved: "
                    + ", ".join(f"{r['extra']['category']}={r['extra']['retrieved_item']}" for r in records))

@@ -44,14 +44,14 @@ def _int_list(value: str, option: str, example: str) -> list[int]:
 
 def _parse_sets(values: list[str]) -> dict:
     """`--set key=value` pairs, values parsed as YAML scalars/lists (so `hidden=[1000]` works)."""
-    import yaml
+    from core.yamlio import parse_yaml
 
     out = {}
     for item in values or []:
         if "=" not in item:
             raise InputError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value, "--set", what="--set value").data
     return out
 
 

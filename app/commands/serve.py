@@ -9,13 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from app.commands import options
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serve(
     host: Annotated[str, typer.Option(
         help="Interface to bind; anything but loopback exposes the UI to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 7860,
     auth: Annotated[Optional[str], typer.Option(
         help="user:password for the UI and the API (or env ATELIER_AUTH).")] = None,
     model: Annotated[Optional[str], typer.Option(
@@ -29,10 +31,10 @@ def serve(
         "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
     shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
-    steps: Annotated[int, typer.Option(help="Denoising steps per image.")] = 20,
-    queue_size: Annotated[int, typer.Option(help="Most requests waiting in the queue; more are refused.")] = 32,
+    steps: Annotated[int, options.steps("Denoising steps per image.")] = 20,
+    queue_size: Annotated[int, typer.Option(min=1, help="Most requests waiting in the queue; more are refused.")] = 32,
     concurrency: Annotated[int, typer.Option(
-        help="Requests of one kind served at once (image generation always runs one job at a time).")] = 1,
+        min=1, help="Requests of one kind served at once (image generation always runs one job at a time).")] = 1,
     max_file_size: Annotated[str, typer.Option(help="Largest upload, e.g. 20mb.")] = "20mb",
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (env ATELIER_THREADS, default 1).")] = None,
 ) -> None:
@@ -41,12 +43,7 @@ def serve(
 
     from app.ui.server import ServerLimits, build_app, parse_auth
     from app.ui.workspace import UIConfig
-    from core.errors import InputError
 
-    if not (0 < port < 65536):
-        raise InputError(f"port must be 1..65535, got {port}")
-    if steps < 1 or queue_size < 1 or concurrency < 1:
-        raise InputError("--steps, --queue-size and --concurrency must be >= 1")
     credentials = parse_auth(auth if auth is not None else os.environ.get("ATELIER_AUTH"))
     if host not in LOOPBACK and credentials is None:
         print(f"warning: serving on {host} without --auth: anyone who can reach this port can use the UI and API",

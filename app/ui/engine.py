@@ -1,4 +1,5 @@
-"""The generation pipelines the UI runs, loaded once per process and used by one job at a time.
+"""The generation pipelines the UI runs, assembled once per process (`pipelines.assemble`) and used by
+one job at a time.
 
 Diffusers pipelines keep mutable state (the scheduler's timesteps), so two requests must never
 run one pipeline at the same moment: every run holds `GENERATION_LOCK`, and the UI gives all
@@ -21,54 +22,31 @@ GENERATION_LOCK = threading.Lock()
 CONCURRENCY_ID = "generation"  # Gradio concurrency group shared by every event that runs a pipeline
 
 
-def _import(module: str, what: str):
-    import importlib
-
+def spec(ws: Workspace):
+    """The server's `PipelineSpec`: its `--model`, its ControlNet and the demo scorer."""
     try:
-        return importlib.import_module(module)
+        from pipelines.assemble import PipelineSpec
     except ImportError as e:
-        raise Unavailable(f"{what} is not available in this build ({e})") from None
+        raise Unavailable(f"model loading is not available in this build ({e})") from None
+    return PipelineSpec(model=ws.config.model, controlnet=ws.config.controlnet, scorer="demo", device=ws.config.device)
+
+
+def parts(ws: Workspace):
+    """The process's one assembly of the server's models (`pipelines.assemble`)."""
+    from pipelines.assemble import assemble
+
+    return assemble(spec(ws))
 
 
 def sd_pipeline(ws: Workspace):
     """The base Stable Diffusion pipeline named by the server's `--model`."""
-    loading = _import("pipelines.loading", "model loading")
-
-    def make():
-        try:
-            return loading.load_sd_pipeline(ws.config.model, device=ws.config.device)
-        except InputError as e:
-            hint = ""
-            if ws.config.model == "demo":
-                hint = " (the demo model is not built yet: start the server with --model PATH)"
-            raise Unavailable(f"cannot load the image model {ws.config.model!r}: {e}{hint}") from None
-    return ws.cached("sd", make)
-
-
-def controlnet(ws: Workspace):
-    """The ControlNet for backgrounds, or None (then backgrounds are inpainted)."""
-    if not ws.config.controlnet:
-        return None
-    loading = _import("pipelines.loading", "model loading")
-
-    def make():
-        try:
-            return loading.load_controlnet(ws.config.controlnet, device=ws.config.device)
-        except (InputError, TypeError):
-            return None  # no ControlNet: the background pipeline falls back to inpainting
-    return ws.cached("controlnet", make)
-
-
-def scorer(ws: Workspace):
-    """The open_clip scorer used to rank candidates, or None when none is available."""
-    def make():
-        try:
-            from pipelines.scorer import Scorer
-
-            return Scorer.load("demo", device=ws.config.device)
-        except (ImportError, InputError, OSError):
-            return None  # candidates are then shown unranked
-    return ws.cached("scorer", make)
+    try:
+        return parts(ws).sd()
+    except InputError as e:
+        hint = ""
+        if ws.config.model == "demo":
+            hint = " (the demo model is not built yet: start the server with --model PATH)"
+        raise Unavailable(f"cannot load the image model {ws.config.model!r}: {e}{hint}") from None
 
 
 def _catalog(ws: Workspace):
@@ -78,22 +56,24 @@ def _catalog(ws: Workspace):
         return None
 
 
+def controlnet(ws: Workspace):
+    """The ControlNet for backgrounds, or None (then backgrounds are inpainted)."""
+    def make():
+        try:
+            return parts(ws).controlnet()
+        except (InputError, TypeError):
+            return None  # no usable ControlNet: the background pipeline falls back to inpainting
+    return ws.cached("controlnet", make)
+
+
 def pipeline(ws: Workspace, kind: str):
     """A product / background / banner / outfit pipeline over the shared base model."""
-    def make():
-        sd = sd_pipeline(ws)
-        common: dict[str, Any] = dict(scorer=scorer(ws), catalog=_catalog(ws), base_model=ws.config.model)
-        if kind == "product":
-            return _import("pipelines.product", "the product pipeline").ProductPipeline(sd, **common)
-        if kind == "background":
-            return _import("pipelines.background", "the background pipeline").BackgroundPipeline(
-                sd, controlnet=controlnet(ws), **common)
-        if kind == "banner":
-            return _import("pipelines.banner", "the banner pipeline").BannerPipeline(sd, **common)
-        if kind == "outfit":
-            return _import("pipelines.outfit", "the outfit pipeline").OutfitPipeline(sd, **common)
-        raise InputError(f"unknown pipeline {kind!r}")
-    return ws.cached(f"pipe:{kind}", make)
+    sd_pipeline(ws)  # a missing model is a message in the UI, not a traceback
+    overrides = {"controlnet": controlnet(ws)} if kind == "background" else {}
+    try:
+        return parts(ws).pipeline(kind, catalog=_catalog(ws), **overrides)
+    except ImportError as e:
+        raise Unavailable(f"the {kind} pipeline is not available in this build ({e})") from None
 
 
 def run(ws: Workspace, kind: str, out_dir: Path, *args: Any, **kwargs: Any) -> list[Any]:

@@ -11,28 +11,26 @@ from typing import Any
 
 import numpy as np
 
+from core import limits
 from core.errors import InputError
+from core.validate import check_prompt
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
 from .engine import CONCURRENCY_ID, run
 from .workspace import Unavailable, Workspace, session_id
 
-MAX_SIDE = 4096  # pixels; bigger uploads are refused before any work
+MAX_SIDE = limits.UPLOAD_SIDE  # pixels; bigger uploads are refused before any work
 DEFAULT_SIZES = ("300x250", "728x90")
-MAX_SIZES = 8
+MAX_SIZES = limits.BANNER_SIZES_PER_REQUEST
 
 
 def check_text(text: str | None, what: str, max_len: int) -> str | None:
-    """Banner text as typed, or InputError when too long or holding control characters."""
-    import unicodedata
-
+    """Banner text as typed: the CLI's prompt check (`core.validate.check_prompt`), on one line."""
     if text is None:
         return None
-    if len(text) > max_len:
-        raise InputError(f"the {what} has {len(text)} characters; the most is {max_len}")
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise InputError(f"the {what} holds control characters (tabs, newlines, escapes); type plain text")
-    return text.strip() or None
+    if any(ch in text for ch in "\n\r\t"):
+        raise InputError(f"the {what} holds line breaks or tabs; type it on one line")
+    return check_prompt(text, what=f"the {what}", allow_empty=True, max_chars=max_len) or None
 
 
 def load_upload_image(path: str | Path, *, what: str = "image"):
@@ -85,7 +83,8 @@ def make_creatives(ws: Workspace, condition, product_path: Path, out_dir: Path, 
         raise InputError(f"backgrounds must be 0..{ws.config.max_candidates}, got {backgrounds}")
     if len(sizes) > MAX_SIZES:
         raise InputError(f"at most {MAX_SIZES} banner sizes at once")
-    headline, cta = check_text(headline, "headline", 120), check_text(cta, "call to action", 40)
+    headline = check_text(headline, "headline", limits.HEADLINE_CHARS)
+    cta = check_text(cta, "call to action", limits.CTA_CHARS)
     out: dict[str, list] = {"background": [], "banner": []}
     if backgrounds > 0:
         out["background"] = run(ws, "background", out_dir, condition, product_path=str(product_path),
@@ -129,8 +128,9 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             sizes = gr.CheckboxGroup(list(BANNER_SIZES), value=list(DEFAULT_SIZES), label="Banner sizes")
             n_bg = gr.Slider(0, 4, value=2, step=1, label="Backgrounds")
             with gr.Row():
-                headline = gr.Textbox(label="Headline (empty: from the shopper's taste)", max_length=80)
-                cta = gr.Textbox("Shop now", label="Call to action", max_length=24)
+                headline = gr.Textbox(label="Headline (empty: from the shopper's taste)",
+                                      max_length=limits.HEADLINE_CHARS)
+                cta = gr.Textbox("Shop now", label="Call to action", max_length=limits.CTA_CHARS)
             seed = gr.Number(0, label="Seed", precision=0, minimum=0)
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="studio-generate")

@@ -12,11 +12,14 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
+from pydantic import Field
+
+from core import limits
 from core.errors import InputError
+from core.settings import Count, Steps, settings
 
 # CF models the Shopper tab offers, in the order shown; the first available one is the default.
 SHOPPER_MODELS = ("ease", "mostpop", "itemknn", "multivae", "diffrec")
@@ -26,9 +29,9 @@ class Unavailable(RuntimeError):
     """A component (demo shop, model, pipeline) is not installed or built yet; the UI shows the message."""
 
 
-@dataclass
+@settings
 class UIConfig:
-    """Settings of one `atelier serve` process."""
+    """Settings of one `atelier serve` process (checked by pydantic when made, bounds from `core.limits`)."""
 
     out_dir: Path = Path("outputs/ui")
     model: str = "demo"  # SD base model: "demo", a local diffusers folder, or a hub id
@@ -37,9 +40,9 @@ class UIConfig:
     ab_db: Path | None = None  # None = $ATELIER_AB_DB or outputs/ab.sqlite (the CLI's default)
     campaigns_dir: Path = Path("outputs/campaigns")  # where `atelier batch` writes; the A/B tab reads runs there
     device: str | None = None
-    steps: int = 20
-    max_candidates: int = 8
-    max_history_rows: int = 10_000  # uploaded interaction CSVs larger than this are refused
+    steps: Steps = 20
+    max_candidates: Annotated[int, Field(ge=limits.CANDIDATES.low, le=limits.CANDIDATES.high)] = 8
+    max_history_rows: Count = 10_000  # uploaded interaction CSVs larger than this are refused
 
     def __post_init__(self) -> None:
         if self.controlnet == "auto":  # a ControlNet only fits the UNet it was trained with
