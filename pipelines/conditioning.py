@@ -209,16 +209,11 @@ def item_picture(catalog: "Catalog", item_id: str, size: tuple[int, int],
     return flat.resize(size, Image.BICUBIC)
 
 
-def load_ip_adapter(pipe, path: str | Path, scale: float = 0.6) -> str:
+def load_ip_adapter(pipe, path: str | Path, scale: float = 0.6, allow_unsafe: bool = False) -> str:
     """Load IP-Adapter weights (a .safetensors file beside an `image_encoder/` folder) into `pipe`."""
-    path = Path(path)
-    weight = path if path.is_file() else next(iter(sorted(path.glob("*.safetensors"))), None)
-    if weight is None or weight.suffix != ".safetensors":
-        raise InputError("IP-Adapter weights must be a .safetensors file (or a folder holding one)", path)
-    encoder = weight.parent / "image_encoder"
-    if not encoder.is_dir():
-        raise InputError("IP-Adapter needs its image encoder in an `image_encoder` folder beside the weights",
-                         weight.parent)
+    from core.weights import check_ip_adapter
+
+    weight = check_ip_adapter(path, allow_unsafe=allow_unsafe)
     pipe.load_ip_adapter(str(weight.parent), subfolder="", weight_name=weight.name,
                          image_encoder_folder="image_encoder")
     pipe.set_ip_adapter_scale(scale)

@@ -33,18 +33,14 @@ TABLE_COLUMNS = ("recall@20", "ndcg@20", "recall@50", "train_s", "ms_per_user", 
 # --- hyperparameters --------------------------------------------------------------------------------
 def load_bench_yaml(data_name: str, config_path: str | Path | None = None) -> dict:
     """A data set's bench YAML (`configs/<data set>.yaml` or the given file); {} when there is none."""
-    import yaml
-
     path = Path(config_path) if config_path else CONFIG_DIR / f"{data_name}.yaml"
     if not path.exists():
         if config_path:
             raise InputError("config file not found", path)
         return {}
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML ({getattr(e, 'problem', e)})", path, mark.line + 1 if mark else None) from None
+    from core.safe_yaml import read as read_yaml
+
+    raw = read_yaml(path, what="config file") or {}
     models = raw.get("models", {}) if isinstance(raw, dict) else None
     if not isinstance(models, dict) or not all(isinstance(v, dict) or v is None for v in models.values()):
         raise InputError("expected `models:` mapping model name -> {hyperparameter: value}", path)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import yaml
 
 from core.errors import InputError
 
@@ -40,11 +39,11 @@ def load_bench_config(data_name: str, path: str | Path | None = None) -> dict:
     path = Path(path) if path is not None else config_path(data_name)
     if not path.is_file():
         raise InputError("config file not found", path)
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML ({getattr(e, 'problem', e)})", path, mark.line + 1 if mark else None) from None
+    from core.safe_yaml import read as read_yaml
+
+    cfg = read_yaml(path, what="config file") or {}
+    if not isinstance(cfg, dict):
+        raise InputError("a bench config must be a YAML mapping", path)
     cfg.setdefault("models", {})
     cfg["_path"] = str(path)
     return cfg

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from app.commands import options
+
 app = typer.Typer(help="A/B ranking: experiments, Thompson sampling, votes, exports, simulation.", no_args_is_help=True)
 
 DEFAULT_DB = Path("outputs/ab.sqlite")
@@ -98,7 +100,7 @@ def add(
 def serve_once_cmd(
     experiment: str = typer.Argument(..., help="Experiment id."),
     user: Optional[str] = typer.Option(None, help="User the creative is shown to."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the Thompson draw (default: random)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the Thompson draw (default: random).", callback=options.seed),
     db: Path = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -153,7 +155,7 @@ def results_cmd(
     min_impressions: int = typer.Option(100, help="Impressions every creative needs before stopping."),
     db: Path = DbOpt,
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
 ) -> None:
     """Posterior CTRs, probability to beat control, the stopping rule, and the Bradley-Terry ranking."""
     from app.ab.service import results
@@ -198,7 +200,7 @@ def stop(
 @app.command("export-pairs")
 def export_pairs(
     experiment: str = typer.Argument(..., help="Experiment id."),
-    out: Path = typer.Option(..., "--out", help="JSONL file to write (prompt, chosen, rejected image paths)."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (prompt, chosen, rejected image paths).", callback=options.out_file),
     source: str = typer.Option("votes", help="votes | bradley-terry | ctr"),
     min_prob: float = typer.Option(0.6, help="bradley-terry/ctr: minimum probability that chosen beats rejected."),
     db: Path = DbOpt,
@@ -278,7 +280,7 @@ def load_test(
     retry_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Share of requests each client sends twice."),
     direct: bool = typer.Option(False, "--direct", help="Call the store from threads instead of over HTTP."),
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
 ) -> None:
     """Loopback load test: N clients at once through the HTTP API, then stored counts vs sent (exit 1 if off)."""
     from app.ab.loadtest import run_load_test
@@ -300,12 +302,12 @@ def simulate_cmd(
     rounds: int = typer.Option(5000, min=1, help="Impressions per run."),
     creatives: int = typer.Option(6, min=2, help="Creatives competing (demo-shop items as ads)."),
     runs: int = typer.Option(5, min=1, help="Independent runs (seeds seed..seed+runs-1)."),
-    seed: int = typer.Option(0, min=0, help="First seed."),
+    seed: int = typer.Option(0, min=0, help="First seed.", callback=options.seed),
     format: str = typer.Option("banner", help="Ad format of the oracle click model: banner | product."),
     segment: Optional[str] = typer.Option(None, help="Only users of this demo-shop segment."),
     shop: Optional[Path] = typer.Option(None, help="Demo shop folder (default: the shipped one)."),
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
     plot: Optional[Path] = typer.Option(None, help="Also plot the regret curves to this PNG."),
 ) -> None:
     """Thompson sampling vs uniform A/B on the demo shop's oracle click model, same traffic and seeds."""

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
+from app.commands import options
+
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.")] = Path("outputs/demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.", callback=options.out_dir)] = Path("outputs/demo"),
     users: Annotated[int, typer.Option("--users", min=1, max=20, help="How many shoppers to show.")] = 3,
     candidates: Annotated[int, typer.Option("--candidates", min=1, max=16, help="Product candidates per shopper.")] = 4,
     steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the first candidate.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first candidate.", callback=options.seed)] = 0,
     recommender: Annotated[str, typer.Option("--recommender", help="CF recommender for the conditions.")] = "ease",
     model: Annotated[str, typer.Option("--model", help="Base model: 'demo' or a diffusers folder.")] = "demo",
 ) -> Path:

@@ -17,6 +17,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from app.commands import options
+
 from core.errors import InputError
 
 app = typer.Typer(help="Evaluate personalization end to end on the demo shop.", no_args_is_help=True)
@@ -208,7 +210,7 @@ def personalization(
     candidates: Annotated[int, typer.Option("--candidates", "-n", min=1, help="Images per user and variant.")] = 2,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")] = 20,
     guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = 7.5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for users, pairings and images.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for users, pairings and images.", callback=options.seed)] = 0,
     shop: Annotated[str, typer.Option("--shop", help="'demo' or a demo-shop folder (known tastes needed).")] = "demo",
     recommender: Annotated[str, typer.Option("--recommender", help="Recommender making the conditions.")] = "ease",
     model: Annotated[str, typer.Option("--model", help="Base model ('demo' or a diffusers folder).")] = "demo",
@@ -216,9 +218,9 @@ def personalization(
     outfits: Annotated[bool, typer.Option("--outfits/--no-outfits", help="Also evaluate outfit retrieval.")] = True,
     classifier: Annotated[Optional[Path], typer.Option("--classifier", help="Attribute classifier folder (default: the demo one).")] = None,
     scorer: Annotated[str, typer.Option("--scorer", help="Scorer: 'demo' or an open_clip folder.")] = "demo",
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N.", callback=options.device)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.", callback=options.out_file)] = None,
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
     from core.io import atomic_write_json

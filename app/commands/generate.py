@@ -14,7 +14,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from app.commands import options
+
 from core.errors import InputError
+from core.args import check_size
 from core.validate import check_prompt
 
 app = typer.Typer(help="Generate personalized product images, backgrounds, banners and outfits.",
@@ -31,16 +34,16 @@ LoraScale = Annotated[float, typer.Option("--lora-scale", help="LoRA strength.")
 Adapter = Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder (preference tokens).")]
 IPAdapter = Annotated[Optional[Path], typer.Option("--ip-adapter", help="IP-Adapter .safetensors (image_encoder/ beside it).")]
 Reward = Annotated[Optional[Path], typer.Option("--reward", help="CTR reward model folder: candidates are ranked by predicted CTR.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).", callback=options.device)]
 Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the first candidate; candidate i uses seed + i.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the first candidate; candidate i uses seed + i.", callback=options.seed)]
 Steps = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")]
 Guidance = Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")]
 Candidates = Annotated[int, typer.Option("--candidates", "-n", min=1, max=256, help="Candidates per request.")]
-Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).", callback=options.out_dir)]
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
-JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.", callback=options.out_file)]
 AllowUnsafe = Annotated[bool, typer.Option("--allow-unsafe-weights", help="Also load pickle weights (.bin/.pt/.ckpt) "
                                            "you trust; unpickling them can run arbitrary code.")]
 
@@ -82,15 +85,15 @@ def user_condition(data, user: str):
 
 
 def read_condition(path: Path):
-    """A PreferenceCondition from a JSON file (as written by `PreferenceCondition.to_dict`)."""
+    """A PreferenceCondition from a JSON file (as written by `PreferenceCondition.to_dict`), read strictly."""
+    from core.jsonio import read_json
     from recommenders.condition import PreferenceCondition
 
     if not path.is_file():
         raise InputError("condition file not found", path)
+    data = read_json(path, what="condition")
     try:
-        return PreferenceCondition.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise InputError(f"condition is not valid JSON ({e.msg})", path, e.lineno) from None
+        return PreferenceCondition.from_dict(data)
     except InputError as e:
         raise InputError(e.problem, path) from None
 
@@ -105,25 +108,32 @@ def load_scorer(spec: str = "demo", device: str | None = None):
 
 
 def load_context(*, user, condition_file, shop, recommender, model, lora, lora_scale, adapter, ip_adapter,
-                 device, dtype, score, reward=None, scorer="demo", allow_unsafe=False) -> Context:
-    """Resolve the condition, then load each model once for this process."""
+                 device, dtype, score, reward=None, scorer="demo", allow_unsafe=False, check_catalog=None) -> Context:
+    """Check every model file first, resolve the condition (and `check_catalog(catalog)`), then load
+    each model once for this process."""
+    check_model_files(model=model, lora=lora, ip_adapter=ip_adapter, adapter=adapter, reward=reward, dtype=dtype,
+                      allow_unsafe=allow_unsafe)
+    if (user is None) == (condition_file is None):
+        raise InputError("give exactly one of --user or --condition")
+    condition = read_condition(condition_file) if condition_file is not None else None
     from pipelines.conditioning import PreferenceAdapter, load_ip_adapter
     from pipelines.device import set_threads
     from pipelines.loading import load_sd_pipeline
 
     set_threads()
-    if (user is None) == (condition_file is None):
-        raise InputError("give exactly one of --user or --condition")
     data = load_shop_data(shop, recommender)
-    condition = user_condition(data, user) if user is not None else read_condition(condition_file)
+    if condition is None:
+        condition = user_condition(data, user)
+    if check_catalog is not None:
+        check_catalog(data.catalog)
     sd = load_sd_pipeline(model, device=device, dtype=dtype, cache=lora is None and ip_adapter is None,
                           allow_unsafe=allow_unsafe)
     lora_record = []
     if lora is not None:
         if not lora.exists():
             raise InputError("LoRA weights not found", lora)
-        try:
-            sd.load_lora_weights(str(lora), adapter_name="user")
+        try:  # use_safetensors=True: diffusers must not fall back to unpickling a .bin
+            sd.load_lora_weights(str(lora), adapter_name="user", use_safetensors=None if allow_unsafe else True)
             sd.set_adapters(["user"], adapter_weights=[lora_scale])
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"cannot load LoRA weights ({e})", lora) from None
@@ -132,7 +142,7 @@ def load_context(*, user, condition_file, shop, recommender, model, lora, lora_s
     if adapter is not None:
         ctx.adapter = PreferenceAdapter.from_pretrained(adapter)
     if ip_adapter is not None:
-        ctx.ip_adapter = load_ip_adapter(sd, ip_adapter)
+        ctx.ip_adapter = load_ip_adapter(sd, ip_adapter, allow_unsafe=allow_unsafe)
     if score:
         ctx.scorer = load_scorer(scorer, device=device)
     if reward is not None:
@@ -168,19 +178,71 @@ def _items(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def check_model_files(*, model=None, lora=None, ip_adapter=None, adapter=None, reward=None, controlnet=None, dtype=None,
+                      allow_unsafe: bool = False) -> None:
+    """Every model file the flags name, checked from its configs and headers alone (nothing heavy is
+    imported): what each loader would read is safetensors, configs are valid JSON objects."""
+    from core.weights import check_ip_adapter, check_weights
+    from pipelines.device import DTYPES
+    from pipelines.loading import check_pipeline_folder, resolve
+
+    if dtype not in (None, "", "auto") and dtype not in DTYPES:
+        raise InputError(f"unknown --dtype {dtype!r} (use {', '.join(sorted(DTYPES))})")
+    if lora is not None:
+        check_weights(lora, kind="lora", allow_unsafe=allow_unsafe, what="--lora")
+    if ip_adapter is not None:
+        check_ip_adapter(ip_adapter, allow_unsafe=allow_unsafe)
+    source, local = resolve(model) if model is not None else (None, False)
+    if local:
+        check_pipeline_folder(source, allow_unsafe)
+    for flag, folder, weights in (("--adapter", adapter, "adapter.safetensors"),
+                                  ("--reward", reward, "model.safetensors")):
+        if folder is not None:
+            _check_config_folder(Path(folder), flag, weights)
+    if controlnet is not None and controlnet != "demo-controlnet":
+        source, local = resolve(controlnet, default="demo-controlnet")
+        if local:
+            check_weights(source, kind="model", allow_unsafe=False, what="--controlnet")
+
+
+def _check_config_folder(folder: Path, flag: str, weights: str) -> None:
+    """An Atelier model folder: config.json (a JSON object) and its safetensors weights."""
+    from core.jsonio import read_json
+    from core.weights import safetensors_header
+
+    if not folder.is_dir():
+        raise InputError(f"{flag} folder not found", folder)
+    read_json(folder / "config.json", what=f"{flag} config.json")
+    if not (folder / weights).is_file():
+        raise InputError(f"{flag} folder has no {weights}", folder)
+    safetensors_header(folder / weights)
+
+
 def preflight(*, weights=(), allow_unsafe: bool = False, image: Optional[Path] = None, mask: Optional[Path] = None,
               need_alpha: bool = True) -> None:
-    """Check the user's files before any model loads: no pickle weights, readable and safe product pictures."""
-    from core.io import check_not_pickle
+    """Check the user's pictures before any model loads (weights: `check_model_files`, from `load_context`)."""
     from core.validate import check_product_image
 
-    for path in weights:
-        if path is not None:
-            check_not_pickle(path, allow_unsafe)
     if mask is not None and image is None:
         raise InputError("--mask goes with --image")
     if image is not None:
         check_product_image(image, mask, need_alpha=need_alpha)
+
+
+def _choice(value: Optional[str], allowed: tuple[str, ...], flag: str) -> None:
+    if value is not None and value not in allowed:
+        raise InputError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _catalog_check(*, category: Optional[str] = None, items: tuple = ()):
+    """A check of catalog ids and categories, run once the shop is loaded and before any model loads."""
+    def check(catalog) -> None:
+        if category is not None and category not in catalog.categories():
+            raise InputError(f"unknown category {category!r} (the catalog has {', '.join(catalog.categories())})")
+        for item in items:
+            if item is not None and item not in catalog:
+                raise InputError(f"unknown item id {item!r} (not in the shop's catalog)")
+    return check
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -204,12 +266,14 @@ def product(
 
     if category is None and item is None:
         raise InputError("give --category or --item")
-    preflight(weights=(lora, ip_adapter), allow_unsafe=allow_unsafe_weights)
+    _choice(reference, ("none", "history", "product"), "--reference")
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"--strength must be in (0, 1], got {strength}")
+    preflight()
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
-    if category is not None and category not in ctx.catalog.categories():
-        raise InputError(f"unknown category {category!r} (the catalog has {', '.join(ctx.catalog.categories())})")
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
+                       check_catalog=_catalog_check(category=category, items=(item,)))
     output = ProductPipeline(ctx.sd, **ctx.common())(
         ctx.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
         guidance=guidance, reference=reference, strength=strength, personalize=not plain)
@@ -238,10 +302,13 @@ def background(
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, mask=mask)
+    _choice(mode, ("controlnet", "inpaint"), "--mode")
+    check_model_files(controlnet=controlnet)
+    preflight(image=image, mask=mask)
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
+                       check_catalog=_catalog_check(items=(item,)))
     cn_spec = controlnet or ("demo-controlnet" if model == "demo" and mode != "inpaint" else None)
     cn = load_controlnet(cn_spec, device=device, dtype=dtype) if cn_spec else None
     output = BackgroundPipeline(ctx.sd, controlnet=cn, controlnet_path=cn_spec, **ctx.common())(
@@ -272,13 +339,16 @@ def banner(
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights, image=image, need_alpha=False)
+    preflight(image=image, need_alpha=False)
     if headline is not None:
         headline = check_prompt(headline, what="--headline", max_chars=120)
     cta = check_prompt(cta, what="--cta", max_chars=40)
+    for text in size or ():
+        check_size(text, "--size")
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
+                       check_catalog=_catalog_check(items=(item,)))
     output = BannerPipeline(ctx.sd, **ctx.common())(
         ctx.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
         sizes=size or list(BANNER_SIZES), num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
@@ -300,20 +370,23 @@ def outfit(
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from core.io import atomic_save_image
+    from core.paths import safe_name
     from pipelines.outfit import OutfitPipeline, outfit_board
 
     present = _items(items)
     if not present:
         raise InputError("give the outfit's present items with --items ID[,ID...]")
-    preflight(weights=(lora,), allow_unsafe=allow_unsafe_weights)
+    _choice(reference, ("none", "history"), "--reference")
     ctx = load_context(user=user, condition_file=condition, shop=shop, recommender=recommender, model=model,
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
-                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights)
+                       dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
+                       check_catalog=_catalog_check(items=tuple(present)))
     output = OutfitPipeline(ctx.sd, **ctx.common())(
         ctx.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)
     records = finish(output, out, as_json, json_out)
-    board = atomic_save_image(outfit_board(ctx.catalog, present, output), out / f"outfit-{ctx.condition.user_id}.png")
+    board = atomic_save_image(outfit_board(ctx.catalog, present, output),
+                              out / f"outfit-{safe_name(ctx.condition.user_id)}.png")  # user ids are not paths
     if not as_json:
         typer.echo(f"outfit board: {board}  retrieved: "
                    + ", ".join(f"{r['extra']['category']}={r['extra']['retrieved_item']}" for r in records))

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from app.commands import options
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -28,7 +30,7 @@ def serve(
     ab_db: Annotated[Optional[Path], typer.Option(
         "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
     shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.", callback=options.device)] = None,
     steps: Annotated[int, typer.Option(help="Denoising steps per image.")] = 20,
     queue_size: Annotated[int, typer.Option(help="Most requests waiting in the queue; more are refused.")] = 32,
     concurrency: Annotated[int, typer.Option(
