@@ -27,8 +27,9 @@ def serve(
              "else inpainting).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder, the only folder the UI serves files from (env ATELIER_OUT; default outputs/ui).")] = None,
-    ab_db: Annotated[Optional[Path], typer.Option(
-        "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
+    ab_db: Annotated[Optional[str], typer.Option(
+        "--ab-db", help="A/B store: a SQLite file or a postgresql:// DSN (env ATELIER_AB_DB; default "
+                        "outputs/ab.sqlite).")] = None,
     shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.", callback=options.device)] = None,
     steps: Annotated[int, typer.Option(help="Denoising steps per image.")] = 20,
@@ -39,20 +40,26 @@ def serve(
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (env ATELIER_THREADS, default 1).")] = None,
 ) -> None:
     """Start the Gradio UI (and the A/B HTTP API at /api/ab, OpenAPI at /docs) on 127.0.0.1."""
-    import uvicorn
-
-    from app.ui.server import ServerLimits, build_app, parse_auth
-    from app.ui.workspace import UIConfig
+    from core.args import check_out_dir, parse_bytes
     from core.errors import InputError
 
+    parse_bytes(max_file_size, "--max-file-size")  # a bad size fails here, not when Gradio starts
+    check_out_dir(out, "--out")
     if not (0 < port < 65536):
         raise InputError(f"port must be 1..65535, got {port}")
     if steps < 1 or queue_size < 1 or concurrency < 1:
         raise InputError("--steps, --queue-size and --concurrency must be >= 1")
+    from app.ui.server import parse_auth
+
     credentials = parse_auth(auth if auth is not None else os.environ.get("ATELIER_AUTH"))
     if host not in LOOPBACK and credentials is None:
         print(f"warning: serving on {host} without --auth: anyone who can reach this port can use the UI and API",
               file=sys.stderr)
+    import uvicorn
+
+    from app.ab.db import redact
+    from app.ui.server import ServerLimits, build_app
+    from app.ui.workspace import UIConfig
     from pipelines.device import set_threads
 
     set_threads(threads)
@@ -62,5 +69,5 @@ def serve(
                     limits=ServerLimits(queue_size=queue_size, concurrency=concurrency, max_file_size=max_file_size))
     shown = f"[{host}]" if ":" in host else host
     print(f"Atelier UI on http://{shown}:{port}/  (A/B API http://{shown}:{port}/api/ab, docs /docs; "
-          f"outputs {config.out_dir}; A/B store {config.ab_db})", flush=True)
+          f"outputs {config.out_dir}; A/B store {redact(str(config.ab_db))})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
