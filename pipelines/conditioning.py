@@ -146,12 +146,15 @@ class PreferenceAdapter(nn.Module):
         cfg_file = path / cls.config_name
         if not cfg_file.is_file():
             raise InputError("not a preference adapter folder (no config.json)", path)
-        try:
-            raw = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"config.json is not valid JSON ({e.msg})", cfg_file) from None
+        from core.jsonio import read_json
+
+        raw = read_json(cfg_file, what="config.json")
         raw.pop("_class_name", None)
-        adapter = cls(PreferenceAdapterConfig.from_dict(raw, cfg_file))
+        from core.weights import check_fits_in_memory, module_bytes
+
+        config = PreferenceAdapterConfig.from_dict(raw, cfg_file)
+        check_fits_in_memory(module_bytes(lambda: cls(config)), "the adapter's config.json", cfg_file)
+        adapter = cls(config)
         state = load_safetensors(path / cls.weights_name)
         missing, unexpected = adapter.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -204,6 +204,19 @@ def check_tokenizer_of(pipe) -> None:
             raise InputError(f"the pipeline's {name} has only {len(tok)} tokens (a broken offline download?)")
 
 
+def check_controlnet_folder(folder: str | Path) -> None:
+    """Validate a local ControlNet folder (config.json naming ControlNetModel, safetensors weights)."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        hint = " (this is a pipeline folder; give its ControlNet)" if (folder / "model_index.json").exists() else ""
+        raise InputError(f"not a ControlNet folder (no config.json){hint}", folder)
+    cls = _config(config).get("_class_name")
+    if cls != "ControlNetModel":
+        raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
+    _weights_check(folder, "ControlNet folder")
+
+
 def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = None, dtype: str | None = None,
                     cache: bool = True):
     """A diffusers `ControlNetModel` from the shipped demo, a local folder, or a hub id."""
@@ -214,14 +227,7 @@ def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = N
     if cache and key in _CACHE:
         return _CACHE[key]
     if local:
-        config = Path(source) / "config.json"
-        if not config.is_file():
-            hint = " (this is a pipeline folder; give its ControlNet)" if (Path(source) / "model_index.json").exists() else ""
-            raise InputError(f"not a ControlNet folder (no config.json){hint}", source)
-        cls = _config(config).get("_class_name")
-        if cls != "ControlNetModel":
-            raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
-        _weights_check(Path(source), "ControlNet folder")
+        check_controlnet_folder(source)
     from diffusers import ControlNetModel
 
     if local:

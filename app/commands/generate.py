@@ -184,7 +184,7 @@ def check_model_files(*, model=None, lora=None, ip_adapter=None, adapter=None, r
     imported): what each loader would read is safetensors, configs are valid JSON objects."""
     from core.weights import check_ip_adapter, check_weights
     from pipelines.device import DTYPES
-    from pipelines.loading import check_pipeline_folder, resolve
+    from pipelines.loading import check_controlnet_folder, check_pipeline_folder, resolve
 
     if dtype not in (None, "", "auto") and dtype not in DTYPES:
         raise InputError(f"unknown --dtype {dtype!r} (use {', '.join(sorted(DTYPES))})")
@@ -202,7 +202,7 @@ def check_model_files(*, model=None, lora=None, ip_adapter=None, adapter=None, r
     if controlnet is not None and controlnet != "demo-controlnet":
         source, local = resolve(controlnet, default="demo-controlnet")
         if local:
-            check_weights(source, kind="model", allow_unsafe=False, what="--controlnet")
+            check_controlnet_folder(source)
 
 
 def _check_config_folder(folder: Path, flag: str, weights: str) -> None:
