@@ -262,8 +262,6 @@ def product(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Personalized images of a category or a given product, ranked for the user."""
-    from pipelines.product import ProductPipeline
-
     if category is None and item is None:
         raise InputError("give --category or --item")
     _choice(reference, ("none", "history", "product"), "--reference")
@@ -274,6 +272,8 @@ def product(
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter, device=device,
                        dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
                        check_catalog=_catalog_check(category=category, items=(item,)))
+    from pipelines.product import ProductPipeline  # after every check: it imports torch
+
     output = ProductPipeline(ctx.sd, **ctx.common())(
         ctx.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
         guidance=guidance, reference=reference, strength=strength, personalize=not plain)
@@ -297,9 +297,6 @@ def background(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """A new scene around a product; the product's own pixels stay exactly as given."""
-    from pipelines.background import BackgroundPipeline
-    from pipelines.loading import load_controlnet
-
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
     _choice(mode, ("controlnet", "inpaint"), "--mode")
@@ -309,6 +306,9 @@ def background(
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
                        dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
                        check_catalog=_catalog_check(items=(item,)))
+    from pipelines.background import BackgroundPipeline  # after every check: it imports torch
+    from pipelines.loading import load_controlnet
+
     cn_spec = controlnet or ("demo-controlnet" if model == "demo" and mode != "inpaint" else None)
     cn = load_controlnet(cn_spec, device=device, dtype=dtype) if cn_spec else None
     output = BackgroundPipeline(ctx.sd, controlnet=cn, controlnet_path=cn_spec, **ctx.common())(
@@ -334,9 +334,6 @@ def banner(
     allow_unsafe_weights: AllowUnsafe = False,
 ) -> None:
     """Ad banners at standard sizes with readable (WCAG AA) text that stays on the canvas."""
-    from pipelines.banner import BannerPipeline
-    from pipelines.layout import BANNER_SIZES
-
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
     preflight(image=image, need_alpha=False)
@@ -349,6 +346,9 @@ def banner(
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
                        dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
                        check_catalog=_catalog_check(items=(item,)))
+    from pipelines.banner import BannerPipeline  # after every check: it imports torch
+    from pipelines.layout import BANNER_SIZES
+
     output = BannerPipeline(ctx.sd, **ctx.common())(
         ctx.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
         sizes=size or list(BANNER_SIZES), num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
@@ -371,7 +371,6 @@ def outfit(
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from core.io import atomic_save_image
     from core.paths import safe_name
-    from pipelines.outfit import OutfitPipeline, outfit_board
 
     present = _items(items)
     if not present:
@@ -381,6 +380,8 @@ def outfit(
                        lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=None, device=device,
                        dtype=dtype, score=score, reward=reward, allow_unsafe=allow_unsafe_weights,
                        check_catalog=_catalog_check(items=tuple(present)))
+    from pipelines.outfit import OutfitPipeline, outfit_board  # after every check: it imports torch
+
     output = OutfitPipeline(ctx.sd, **ctx.common())(
         ctx.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)
