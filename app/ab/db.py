@@ -12,7 +12,7 @@ runs one transaction (`run(fn, write=...)`) and turns its driver's failures into
 
 from __future__ import annotations
 
-import logging
+import os
 import queue
 import re
 import sqlite3
@@ -25,7 +25,6 @@ from typing import Callable, Iterator, TypeVar
 from core.errors import InputError
 
 T = TypeVar("T")
-log = logging.getLogger("atelier.ab")
 PG_SCHEMA = "atelier_ab"
 
 
@@ -151,7 +150,7 @@ class PostgresDB:
     real = "DOUBLE PRECISION"
     seq_column = ",\n    seq BIGSERIAL"
 
-    def __init__(self, dsn: str, *, retry_s: float = 60.0, pool_size: int = 32, connect_timeout_s: int = 10):
+    def __init__(self, dsn: str, *, retry_s: float | None = None, pool_size: int = 32, connect_timeout_s: int = 10):
         try:
             import psycopg  # noqa: F401
         except ImportError:
@@ -159,7 +158,8 @@ class PostgresDB:
         self.dsn = dsn
         self.name = redact(dsn)
         self.path = self.name  # what messages name
-        self.retry_s = retry_s
+        # how long a transaction is retried while the server is away (env ATELIER_AB_RETRY_S, default 60 s)
+        self.retry_s = float(os.environ.get("ATELIER_AB_RETRY_S", "60")) if retry_s is None else retry_s
         self.connect_timeout_s = connect_timeout_s
         self._idle: queue.LifoQueue = queue.LifoQueue(maxsize=pool_size)
         self._lock = threading.Lock()
@@ -218,8 +218,7 @@ class PostgresDB:
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow) as e:
                 if con is not None:
                     con.close()
-                if time.monotonic() > deadline:
-                    log.warning("A/B store %s unreachable: %s", self.name, " ".join(str(e).split())[:200])
+                if time.monotonic() > deadline:  # the caller reports it (the API logs one line)
                     raise StoreUnavailable(f"cannot reach the PostgreSQL A/B database "
                                            f"({' '.join(str(e).split())[:160]})", self.name) from None
                 time.sleep(delay)
