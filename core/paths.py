@@ -21,6 +21,7 @@ from .errors import InputError
 MAX_NAME_CHARS = 96  # leaves room for prefixes and suffixes under the usual 255-byte file-name limit
 _SAFE = re.compile(r"[A-Za-z0-9._-]")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def safe_name(value: object, *, max_chars: int = MAX_NAME_CHARS) -> str:
@@ -37,6 +38,13 @@ def safe_name(value: object, *, max_chars: int = MAX_NAME_CHARS) -> str:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     stem = _UNSAFE_RUN.sub("_", text).lstrip(".")[: max_chars - 9].strip("_") or "id"
     return f"{stem}-{digest}"
+
+
+def slug(value: object, limit: int = 48) -> str:
+    """A short file-name-safe part of an id, for names that carry their own hash (job and creative ids):
+    unsafe runs become `_`, no leading dots, at most `limit` characters, never empty."""
+    s = _UNSAFE_CHAR.sub("_", str(value)).lstrip(".")[:limit]
+    return s or "_"
 
 
 def inside(root: str | Path, relative: str | Path, *, what: str = "path") -> Path:

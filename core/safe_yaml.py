@@ -42,8 +42,6 @@ def scan(text: str, path: str | Path = "<yaml>", *, what: str = "YAML file", max
             tag = getattr(event, "tag", None)
             if tag is not None and tag not in STANDARD_TAGS:
                 raise InputError(f"YAML tag {tag!r} is not allowed in a {what} (plain values only)", path, line)
-            if getattr(event, "anchor", None) is not None:
-                raise InputError(f"YAML aliases/anchors are not allowed in a {what}", path, line)
             if isinstance(event, yaml.CollectionStartEvent):
                 if stack and stack[-1][0] and stack[-1][1]:
                     raise InputError(f"complex mapping keys (a list or mapping as a key) are not allowed in a "

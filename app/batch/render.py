@@ -58,10 +58,13 @@ class CampaignRenderer:
             lora = self.path(m.lora)
             if not lora.exists():
                 raise self.campaign.error(f"LoRA weights not found ({lora})", "model", "lora")
-            files = [lora] if lora.is_file() else list(lora.iterdir())
-            if not any(f.suffix == ".safetensors" for f in files):
-                raise self.campaign.error("LoRA weights must be .safetensors (pickle checkpoints can run code)",
-                                          "model", "lora")
+            from core.weights import check_weights
+
+            try:  # what diffusers would read from it: safetensors with a valid header, never a pickle
+                check_weights(lora, kind="lora", what="LoRA weights")
+            except InputError as e:
+                raise self.campaign.error(f"LoRA weights must be .safetensors (pickle checkpoints can run code): "
+                                          f"{e.problem}", "model", "lora") from None
         if m.adapter is not None and not (self.path(m.adapter) / "config.json").is_file():
             raise self.campaign.error(f"not a preference adapter folder ({self.path(m.adapter)})", "model", "adapter")
 
@@ -96,7 +99,7 @@ class CampaignRenderer:
                 if not lora.exists():
                     raise InputError("LoRA weights not found", lora)
                 try:
-                    sd.load_lora_weights(str(lora), adapter_name="campaign")
+                    sd.load_lora_weights(str(lora), adapter_name="campaign", use_safetensors=True)  # no .bin fallback
                     sd.set_adapters(["campaign"], adapter_weights=[self.campaign.model.lora_scale])
                 except (OSError, ValueError, KeyError) as e:
                     raise InputError(f"cannot load LoRA weights ({e})", lora) from None
