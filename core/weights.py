@@ -140,7 +140,7 @@ def check_weights(path: str | Path, *, kind: str = "auto", allow_unsafe: bool = 
     for f in files:
         if is_pickle_name(f):
             if not allow_unsafe:
-                raise InputError(f"{what}: {f.name} is a pickle checkpoint; {UNSAFE_HINT}", f)
+                raise InputError(f"{what} has only pickle weights where the loader reads ({f.name}); {UNSAFE_HINT}", f)
         elif f.name.endswith(SAFETENSORS):
             safetensors_header(f)
         elif f.name.endswith(".index.json"):

@@ -124,6 +124,7 @@ def check_pipeline_folder(folder: str | Path, allow_unsafe: bool = False) -> dic
         if part in meta and not (folder / part).is_dir():
             raise InputError(f"pipeline folder is missing its {part}/ subfolder", folder)
     for part in ("unet", "vae"):
+        _weights_check(folder / part, f"{part}/", allow_unsafe)  # pickles first: the most important refusal
         if not (folder / part / "config.json").is_file():
             raise InputError(f"pipeline folder's {part}/ has no config.json", folder / part)
     from core.weights import pipeline_components
