@@ -6,7 +6,6 @@ the same `ShopData` for their audience. This is the one door to swap when condit
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from core.errors import InputError
@@ -30,15 +29,15 @@ def user_condition(data, user: str):
 
 
 def read_condition(path: Path):
-    """A PreferenceCondition from a JSON file (as written by `PreferenceCondition.to_dict`)."""
+    """A PreferenceCondition from a JSON file (as written by `PreferenceCondition.to_dict`), read strictly."""
+    from core.jsonio import read_json
     from recommenders.condition import PreferenceCondition
 
     if not path.is_file():
         raise InputError("condition file not found", path)
+    data = read_json(path, what="condition")
     try:
-        return PreferenceCondition.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise InputError(f"condition is not valid JSON ({e.msg})", path, e.lineno) from None
+        return PreferenceCondition.from_dict(data)
     except InputError as e:
         raise InputError(e.problem, path) from None
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from core.io import atomic_save_image, atomic_write_json, atomic_write_text
+from core.paths import safe_name
 
 BANNER_SIZES = ("300x250", "728x90")
 
@@ -63,11 +64,11 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     for user in bar:
         cond = user_condition(data, user)
         truth = shop.true_top_attributes(user, 2)
-        udir = out / user
+        udir = out / safe_name(user)
         history = data.history[user][-8:]
-        hist_imgs = [_thumb(data.catalog.image_file(i), udir / "history" / f"{i}.png", out) for i in history]
+        hist_imgs = [_thumb(data.catalog.image_file(i), udir / "history" / f"{safe_name(i)}.png", out) for i in history]
         recs = [iid for iid, _ in cond.item_scores[:8]]
-        rec_imgs = [_thumb(data.catalog.image_file(i), udir / "recs" / f"{i}.png", out) for i in recs]
+        rec_imgs = [_thumb(data.catalog.image_file(i), udir / "recs" / f"{safe_name(i)}.png", out) for i in recs]
         favourite = cond.top_keywords(1).get("category", [None])[0]
 
         product = product_pipe(cond, category=favourite, num_candidates=candidates, seed=seed, steps=steps, progress=False)

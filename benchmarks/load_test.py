@@ -2,12 +2,15 @@
 
 N concurrent clients each send M events (alternating impressions and pairwise votes, every one
 with its own `event_id`; every 10th event is sent a second time, as a client retrying after a
-timeout would). Afterwards the SQLite file must hold exactly one row per distinct event id:
-zero lost, zero doubled. Run twice: straight against `ABStore` from threads, and over HTTP
-against the real `atelier serve` app (Gradio UI + `/api/ab`) started on a free 127.0.0.1 port.
+timeout would). Afterwards the database must hold exactly one row per distinct event id: zero
+lost, zero doubled. Each backend (SQLite; PostgreSQL, a server started here with Debian's
+binaries unless --postgres names one) is run straight against `ABStore` from threads, and over
+HTTP against the real `atelier serve` app (Gradio UI + `/api/ab`) on a free 127.0.0.1 port.
+With PostgreSQL, `--chaos` also cuts every connection a third of the way in and restarts the
+server two thirds in; clients retry a failed request with the same event_id.
 
-    python benchmarks/load_test.py                         # 20 clients x 500 events, both targets
-    python benchmarks/load_test.py --clients 8 --per-client 100 --target store
+    python benchmarks/load_test.py                         # 20 clients x 500 events, every row
+    python benchmarks/load_test.py --clients 8 --per-client 100 --target store --backend sqlite
 
 Prints counts and latency percentiles (ms) and writes `benchmarks/results/load_test.json`.
 """
@@ -18,7 +21,6 @@ import http.client
 import json
 import os
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -73,11 +75,31 @@ def prepare_store(db: Path):
     return store
 
 
-def run_clients(make_sender: Callable[[int], Send], clients: int, per_client: int, seed: int) -> dict:
-    """Start all clients together, each sending its plan; returns latencies, errors and wall time."""
+def run_clients(make_sender: Callable[[int], Send], clients: int, per_client: int, seed: int,
+                chaos: list[tuple[float, str, Callable[[], None]]] = ()) -> dict:
+    """Start all clients together, each sending its plan; returns latencies, errors and wall time.
+
+    `chaos`: (share of all requests sent, name, action): each action runs once, in its own thread, when
+    that share of the requests has been sent (a dropped connection, a server restart)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
     start = threading.Barrier(clients + 1)
+    total = clients * len(plan(0, per_client, seed))
+    pending = sorted(chaos, key=lambda c: c[0])
+    fired: list[dict] = []
+    lock = threading.Lock()
+
+    def maybe_chaos() -> None:
+        sent = sum(len(x) for x in latencies)
+        with lock:
+            while pending and sent >= pending[0][0] * total:
+                share, name, action = pending.pop(0)
+                t0 = time.perf_counter()
+
+                def go(name=name, action=action, share=share, t0=t0):
+                    action()
+                    fired.append({"event": name, "at_share": share, "seconds": round(time.perf_counter() - t0, 2)})
+                threading.Thread(target=go, daemon=True).start()
 
     def client(i: int) -> None:
         send = make_sender(i)
@@ -90,6 +112,8 @@ def run_clients(make_sender: Callable[[int], Send], clients: int, per_client: in
             except Exception as e:  # noqa: BLE001 (a load test counts every failure, whatever it is)
                 errors.append(f"client {i} {kind} {payload['event_id']}: {type(e).__name__}: {e}")
             latencies[i].append((time.perf_counter() - t0) * 1000.0)
+            if pending:
+                maybe_chaos()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -99,22 +123,26 @@ def run_clients(make_sender: Callable[[int], Send], clients: int, per_client: in
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"latencies_ms": [x for per in latencies for x in per], "errors": errors, "seconds": wall}
+    deadline = time.time() + 120
+    while len(fired) < len(chaos) and time.time() < deadline:  # a restart still running at the end
+        time.sleep(0.1)
+    return {"latencies_ms": [x for per in latencies for x in per], "errors": errors, "seconds": wall,
+            "chaos": fired}
 
 
-def audit(db: Path, clients: int, per_client: int, seed: int) -> dict:
-    """Compare what the clients meant to record with the rows in SQLite: lost and doubled events."""
+def audit(db: Path | str, clients: int, per_client: int, seed: int) -> dict:
+    """Compare what the clients meant to record with the rows in the database: lost and doubled events."""
     sent = {"impression": set(), "vote": set()}
     requests = 0
     for i in range(clients):
         for kind, payload in plan(i, per_client, seed):
             sent[kind].add(payload["event_id"])
             requests += 1
-    with sqlite3.connect(db) as con:
-        stored = {
-            "impression": [r[0] for r in con.execute("SELECT impression_id FROM impressions")],
-            "vote": [r[0] for r in con.execute("SELECT vote_id FROM votes")],
-        }
+    from app.ab.store import ABStore
+
+    store = ABStore(db)
+    stored = {"impression": [r[1] for r in store.event_ids("impressions")],
+              "vote": [r[1] for r in store.event_ids("votes")]}
     out: dict = {"requests": requests}
     for kind in ("impression", "vote"):
         rows = stored[kind]
@@ -136,8 +164,8 @@ def percentiles(latencies_ms: list[float]) -> dict:
 
 
 # --- targets ---------------------------------------------------------------------------------
-def store_load(db: Path, clients: int, per_client: int, seed: int = 0) -> dict:
-    """Clients call `ABStore` directly from threads (each call opens its own connection)."""
+def store_load(db: Path | str, clients: int, per_client: int, seed: int = 0, chaos=()) -> dict:
+    """Clients call `ABStore` directly from threads (each call is one transaction on its own connection)."""
     store = prepare_store(db)
 
     def make_sender(i: int) -> Send:
@@ -149,8 +177,8 @@ def store_load(db: Path, clients: int, per_client: int, seed: int = 0) -> dict:
                                   event_id=p["event_id"])
         return send
 
-    run = run_clients(make_sender, clients, per_client, seed)
-    return _report("store", run, audit(db, clients, per_client, seed), clients, per_client)
+    run = run_clients(make_sender, clients, per_client, seed, chaos)
+    return _report("store", run, audit(db, clients, per_client, seed), clients, per_client, db)
 
 
 class LoopbackServer:
@@ -182,7 +210,7 @@ class LoopbackServer:
         self.sock.close()
 
 
-def build_server_app(out_dir: Path, db: Path):
+def build_server_app(out_dir: Path, db: Path | str):
     """What `atelier serve` builds: Gradio Blocks and the A/B router on one FastAPI app."""
     from app.ui.server import build_app
     from app.ui.workspace import UIConfig
@@ -190,10 +218,12 @@ def build_server_app(out_dir: Path, db: Path):
     return build_app(UIConfig(out_dir=out_dir, ab_db=db))
 
 
-def http_load(db: Path, clients: int, per_client: int, seed: int = 0, out_dir: Path | None = None) -> dict:
-    """Clients POST to /api/ab/impression and /api/ab/vote of the served app over keep-alive HTTP."""
+def http_load(db: Path | str, clients: int, per_client: int, seed: int = 0, out_dir: Path | None = None,
+              chaos=(), retry_s: float = 120.0) -> dict:
+    """Clients POST to /api/ab/impression and /api/ab/vote of the served app over keep-alive HTTP; a
+    dropped connection or a 5xx is retried with the same event_id (idempotent) until `retry_s` passed."""
     prepare_store(db)
-    app = build_server_app(out_dir or db.parent / "ui", db)
+    app = build_server_app(out_dir or Path(tempfile.mkdtemp(prefix="atelier-load-ui-")), db)
     with LoopbackServer(app) as srv:
         def make_sender(i: int) -> Send:
             conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
@@ -201,29 +231,38 @@ def http_load(db: Path, clients: int, per_client: int, seed: int = 0, out_dir: P
             def send(kind: str, p: dict) -> None:
                 nonlocal conn
                 body = json.dumps(p)
-                try:
-                    conn.request("POST", f"/api/ab/{kind}", body=body, headers={"Content-Type": "application/json"})
-                    resp = conn.getresponse()
-                except (ConnectionError, http.client.HTTPException):
-                    conn.close()  # a dropped keep-alive connection: reconnect and retry once (idempotent)
-                    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-                    conn.request("POST", f"/api/ab/{kind}", body=body, headers={"Content-Type": "application/json"})
-                    resp = conn.getresponse()
-                data = resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+                deadline = time.monotonic() + retry_s
+                while True:
+                    try:
+                        conn.request("POST", f"/api/ab/{kind}", body=body, headers={"Content-Type": "application/json"})
+                        resp = conn.getresponse()
+                        data = resp.read()
+                        if resp.status == 200:
+                            return
+                        if resp.status < 500 or time.monotonic() > deadline:
+                            raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+                    except (ConnectionError, http.client.HTTPException, TimeoutError):
+                        conn.close()  # a dropped connection: reconnect and retry (idempotent)
+                        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+                        if time.monotonic() > deadline:
+                            raise
+                    time.sleep(0.05)
             return send
 
-        run = run_clients(make_sender, clients, per_client, seed)
-        report = _report("http", run, audit(db, clients, per_client, seed), clients, per_client)
+        run = run_clients(make_sender, clients, per_client, seed, chaos)
+        report = _report("http", run, audit(db, clients, per_client, seed), clients, per_client, db)
         report["url"] = f"http://127.0.0.1:{srv.port}/api/ab"
     return report
 
 
-def _report(target: str, run: dict, counts: dict, clients: int, per_client: int) -> dict:
+def _report(target: str, run: dict, counts: dict, clients: int, per_client: int, db) -> dict:
+    from app.ab.db import is_postgres
+
     lat = run["latencies_ms"]
     return {
         "target": target,
+        "backend": "postgresql" if is_postgres(str(db)) else "sqlite",
+        "chaos": run.get("chaos", []),
         "clients": clients,
         "events_per_client": per_client,
         **counts,
@@ -236,7 +275,8 @@ def _report(target: str, run: dict, counts: dict, clients: int, per_client: int)
 
 
 def print_report(r: dict) -> None:
-    print(f"[{r['target']}] {r['clients']} clients x {r['events_per_client']} events ({r['requests']} requests incl. "
+    chaos = "".join(f", {c['event']} at {c['at_share']:.0%}" for c in r.get("chaos", []))
+    print(f"[{r['backend']} {r['target']}{chaos}] {r['clients']} clients x {r['events_per_client']} events ({r['requests']} requests incl. "
           f"retries) in {r['seconds']} s = {r['requests_per_s']} req/s")
     print(f"  impressions sent {r['impressions_sent']} stored {r['impressions_stored']}  votes sent {r['votes_sent']} "
           f"stored {r['votes_stored']}  lost {r['lost']} doubled {r['doubled']} unexpected {r['unexpected']} "
@@ -246,30 +286,75 @@ def print_report(r: dict) -> None:
         print(f"  error: {e}")
 
 
+def postgres_for_benchmark(dsn: str | None):
+    """(server, DSN of a fresh database): the server at `dsn`, or a throwaway cluster started here."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres_tools import PostgresServer, create_database, start_cluster
+
+    server = PostgresServer(dsn) if dsn else start_cluster()
+    return server, create_database(server)
+
+
+def chaos_events(server, dsn: str) -> list[tuple[float, str, Callable[[], None]]]:
+    """A dropped connection a third of the way in and (for a server started here) a restart at two thirds."""
+    from postgres_tools import terminate_connections
+
+    events = [(1 / 3, "connections dropped", lambda: terminate_connections(dsn))]
+    if server.restartable:
+        events.append((2 / 3, "server restarted", lambda: server.restart(down_s=1.0)))
+    return events
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--per-client", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", choices=("store", "http", "both"), default="both")
+    p.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument("--postgres", default=os.environ.get("ATELIER_TEST_POSTGRES"),
+                   help="DSN of a PostgreSQL server to use (default: start a throwaway cluster)")
+    p.add_argument("--no-chaos", action="store_true", help="PostgreSQL: skip the dropped-connection/restart runs")
     p.add_argument("--json-out", type=Path, default=ROOT / "benchmarks" / "results" / "load_test.json")
     a = p.parse_args(argv)
     if not (1 <= a.clients <= 200 and 1 <= a.per_client <= 100_000):
         p.error("--clients must be 1..200 and --per-client 1..100000 (this is a bounded test)")
     from core.io import atomic_write_json
 
+    targets = ("store", "http") if a.target == "both" else (a.target,)
     reports = []
+    server = None
     with tempfile.TemporaryDirectory(prefix="atelier-load-") as tmp:
-        if a.target in ("store", "both"):
-            reports.append(store_load(Path(tmp) / "store.sqlite", a.clients, a.per_client, a.seed))
-            print_report(reports[-1])
-        if a.target in ("http", "both"):
-            reports.append(http_load(Path(tmp) / "http.sqlite", a.clients, a.per_client, a.seed, Path(tmp) / "ui"))
-            print_report(reports[-1])
+        if a.backend in ("sqlite", "both"):
+            for t in targets:
+                run = store_load if t == "store" else http_load
+                kwargs = {} if t == "store" else {"out_dir": Path(tmp) / "ui"}
+                reports.append(run(Path(tmp) / f"{t}.sqlite", a.clients, a.per_client, a.seed, **kwargs))
+                print_report(reports[-1])
+        if a.backend in ("postgresql", "both"):
+            server, _ = postgres_for_benchmark(a.postgres)
+            try:
+                from postgres_tools import create_database
+
+                for chaos in ((False, True) if not a.no_chaos else (False,)):
+                    for t in targets:
+                        dsn = create_database(server)
+                        run = store_load if t == "store" else http_load
+                        kwargs = {} if t == "store" else {"out_dir": Path(tmp) / "ui"}
+                        events = chaos_events(server, dsn) if chaos else ()
+                        reports.append(run(dsn, a.clients, a.per_client, a.seed, chaos=events, **kwargs))
+                        print_report(reports[-1])
+            finally:
+                if server.restartable:
+                    import shutil
+
+                    server.stop()
+                    shutil.rmtree(server.data_dir.parent, ignore_errors=True)
     ok = all(r["lost"] == 0 and r["doubled"] == 0 and r["unexpected"] == 0 and r["errors"] == 0 for r in reports)
-    atomic_write_json(a.json_out, {"ok": ok, "cpu_count": os.cpu_count(), "results": reports})
+    atomic_write_json(a.json_out, {"ok": ok, "cpu_count": os.cpu_count(), "command": "python benchmarks/load_test.py",
+                                   "results": reports})
     print(f"{'OK' if ok else 'FAILED'}: zero lost and zero doubled events" if ok else "FAILED: see counts above")
-    print(f"wrote {a.json_out}")
+    print(f"wrote {a.json_out.relative_to(ROOT) if a.json_out.is_relative_to(ROOT) else a.json_out}")
     return 0 if ok else 1
 
 

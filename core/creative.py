@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .io import append_jsonl, read_jsonl
+from .io import append_jsonl, read_jsonl_lines
 
 
 @dataclass
@@ -39,11 +39,30 @@ class Creative:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Creative":
+        """A record read back (a manifest line): unknown or missing fields and wrong types are InputErrors."""
+        if not isinstance(d, dict):
+            raise InputError("a creative record must be a JSON object")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise InputError(f"unknown creative field(s): {', '.join(sorted(unknown))}")
+            raise InputError(f"unknown creative field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+        missing = [n for n in REQUIRED if n not in d]
+        if missing:
+            raise InputError(f"creative record lacks field(s): {', '.join(missing)}")
+        for name, kinds in FIELD_TYPES.items():
+            value = d.get(name)
+            if name in d and value is not None and (isinstance(value, bool) and bool not in kinds
+                                                    or not isinstance(value, kinds)):
+                raise InputError(f"creative field {name!r} must be {kinds[0].__name__}, found {type(value).__name__}")
         return cls(**d)
+
+
+REQUIRED = ("creative_id", "pipeline", "base_model", "prompt", "seed", "steps", "guidance", "width", "height")
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "creative_id": (str,), "pipeline": (str,), "base_model": (str,), "prompt": (str,), "seed": (int,),
+    "steps": (int,), "guidance": (float, int), "width": (int,), "height": (int,), "image_path": (str,),
+    "negative_prompt": (str,), "lora": (list,), "condition": (dict,), "scores": (dict,), "extra": (dict,),
+    "user_id": (str,), "device": (str,), "created_at": (float, int)}
 
 
 class Manifest:
@@ -56,7 +75,14 @@ class Manifest:
         append_jsonl(self.path, creative.to_dict())
 
     def load(self) -> list[Creative]:
-        return [Creative.from_dict(d) for d in read_jsonl(self.path)]
+        """Every record; a bad one is an InputError naming the manifest and its line."""
+        out = []
+        for line, d in read_jsonl_lines(self.path):
+            try:
+                out.append(Creative.from_dict(d))
+            except InputError as e:
+                raise InputError(e.problem, self.path, line) from None
+        return out
 
     def done_ids(self) -> set[str]:
         return {c.creative_id for c in self.load()}

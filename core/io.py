@@ -15,7 +15,6 @@ from .errors import InputError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 
 
 @contextmanager
@@ -51,7 +50,27 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     """Atomic JSON write with sorted keys, so equal objects give equal bytes."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """Valid JSON text always (sorted keys): a NaN or infinity that slipped into a record is written as
+    null, never as the bare `NaN` that no other JSON reader accepts."""
+    try:
+        return json.dumps(obj, indent=indent, sort_keys=True, default=_json_default, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(json.loads(json.dumps(obj, sort_keys=True, default=_json_default))),
+                          indent=indent, sort_keys=True, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -75,7 +94,7 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one JSON line and fsync it: a crash loses at most this line, never earlier ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=_json_default) + "\n"
+    line = dumps_json(record) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -84,37 +103,45 @@ def append_jsonl(path: str | Path, record: dict) -> None:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read a JSONL file; a torn last line (from a crash mid-append) is ignored, other bad lines raise."""
+    return [obj for _, obj in read_jsonl_lines(path)]
+
+
+def read_jsonl_lines(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) of every record of a JSONL file, read strictly (`core.jsonio`); a torn last
+    line is ignored, any other bad line, or a line that is not an object, is one InputError."""
+    from .jsonio import decode, loads
+
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise InputError("is a folder, expected a JSONL file", path)
+    text = decode(path.read_bytes(), path, "JSONL file")
     lines = text.split("\n")
     torn_tail = not text.endswith("\n")  # the last line was never finished
-    out: list[dict] = []
+    out: list[tuple[int, dict]] = []
     for i, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            out.append(json.loads(raw))
-        except json.JSONDecodeError as e:
+            obj = loads(raw, path=path, line=i, what="record")
+        except InputError:
             if torn_tail and i == len(lines):
                 continue
-            raise InputError(f"invalid JSON ({e.msg})", path, i) from None
+            raise
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, found {type(obj).__name__}", path, i)
+        out.append((i, obj))
     return out
 
 
-def read_json_object(path: str | Path) -> dict:
-    """A JSON object from a file; a missing file, invalid JSON (with its line) or another value is one InputError."""
+def read_json_object(path: str | Path, what: str | None = None) -> dict:
+    """A JSON object from a file, read strictly (`core.jsonio`: no NaN, repeated keys, huge numbers or
+    deep nesting); a missing file, invalid JSON (with its line) or another value is one InputError."""
+    from .jsonio import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid JSON ({getattr(e, 'msg', e)})", path, getattr(e, "lineno", None)) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path)
-    return data
+    return read_json(path, what=what or path.name, expect=dict)
 
 
 def read_config(folder: str | Path, what: str) -> dict:
@@ -136,9 +163,17 @@ def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] |
 
 
 def check_not_pickle(path: str | Path, allow_unsafe: bool = False) -> None:
-    """Refuse pickle checkpoints: loading one can run arbitrary code from whoever made the file."""
+    """Refuse pickle checkpoints: loading one can run arbitrary code from whoever made the file.
+
+    A folder is checked by what its loader would read (`core.weights.check_weights`), so a LoRA folder
+    holding only `pytorch_lora_weights.bin` is refused like the file itself.
+    """
+    from .weights import check_weights, is_pickle_name
+
     path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe:
+    if path.is_dir():
+        check_weights(path, allow_unsafe=allow_unsafe)
+    elif is_pickle_name(path) and not allow_unsafe:
         raise InputError(
             "refusing to load a pickle checkpoint (it can run arbitrary code); convert it to safetensors "
             "or pass --allow-unsafe-weights if you trust its source",

@@ -43,7 +43,7 @@ def _plain(x: float) -> str:
 STEPS = Bound(1, 1000)  # denoising steps of one image
 GUIDANCE = Bound(0.0, 50.0)  # classifier-free guidance scale
 CANDIDATES = Bound(1, 256)  # images per request (or per prompt and round in the reward loop)
-SEED = Bound(0, 2**31 - 1)  # torch.Generator seeds; campaigns derive job ids from them
+SEED = Bound(0, 2**32 - 1)  # numpy seeds are 32-bit (torch.Generator takes more; numpy would wrap them)
 LORA_SCALE = Bound(0.0, 4.0)
 PADDING = Bound(0.0, 2.0)  # scene around a product, as a share of its size
 IMAGE_SIDE = Bound(32, 4096)  # pixels a side of any requested size: product, background or banner

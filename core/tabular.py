@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
 
-csv.field_size_limit(1 << 20)  # a 1 MB cell is already absurd; beyond it we report an error, not hang
+MAX_FIELD_CHARS = 1 << 20  # a 1 MB cell is already absurd; beyond it we report an error, not hang
+csv.field_size_limit(MAX_FIELD_CHARS)
 MAX_COLUMNS = 256
 
 
@@ -83,19 +83,24 @@ def iter_csv_rows(
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) from a JSON-lines file; every line must be a JSON object."""
+    """Yield (line number, object) from a JSON-lines file; every line must be a JSON object, read strictly
+    (`core.jsonio`: no NaN, no repeated keys, bounded numbers and depth), with text values of at most
+    1 MB like a CSV cell."""
+    from .jsonio import loads
+
     path = Path(path)
     text = read_text(path)
     n = 0
     for i, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path, i) from None
+        obj = loads(raw, path=path, line=i, what="record")
         if not isinstance(obj, dict):
             raise InputError(f"expected a JSON object, found {type(obj).__name__}", path, i)
+        for key, value in obj.items():
+            if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                raise InputError(f"field {key[:40]!r} is {len(value)} characters; the limit is {MAX_FIELD_CHARS}",
+                                 path, i)
         n += 1
         yield i, obj
     if n == 0:

@@ -2,9 +2,11 @@
 
 YAML can do more than a config needs, and pyyaml is lenient where a user would want an error:
 aliases can expand into billions of nodes, a repeated key silently keeps the last value, a merge
-key (`<<`) pulls values from elsewhere, and a tag (`!!python/object`) asks for a constructor.
-`read_yaml` refuses all four, before anything is built, with one `InputError` naming the file and
-line; the document it returns keeps the node tree so a later schema error can name its line too.
+key (`<<`) pulls values from elsewhere, a tag (`!!python/object/apply`, a custom `!tag`) asks for a
+constructor, a list or mapping can be a key, and deep nesting ends PyYAML's recursive composer in a
+RecursionError. `read_yaml` refuses all of these, before anything is built, with one `InputError`
+naming the file and line (`scan` walks PyYAML's iterative event stream first; only then is a node
+tree composed); the document it returns keeps the node tree so a later schema error can name its line.
 
     doc = read_yaml(path, what="campaign")       # InputError: "PATH:LINE: duplicate key 'seed'"
     doc.data                                      # plain dicts, lists and scalars
@@ -20,6 +22,7 @@ from typing import Any
 from .errors import InputError
 from .limits import MAX_YAML_BYTES
 
+MAX_DEPTH = 32  # campaigns and hyperparameter files are a few levels deep
 _MERGE = "tag:yaml.org,2002:merge"
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
                                                         "timestamp", "binary")}
@@ -83,10 +86,8 @@ def parse_yaml(text: str, path: str | Path = "<yaml>", *, what: str = "YAML",
     path = str(path)
     if len(text.encode("utf-8", errors="replace")) > max_bytes:
         raise InputError(f"{what} file is larger than {max_bytes} bytes", path)
+    scan(text, path, what=what)  # aliases, tags, complex keys, depth: refused before a node is built
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):  # refused before expansion: no billion laughs
-                raise InputError(f"YAML aliases/anchors are not allowed in a {what}", path, event.start_mark.line + 1)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -104,6 +105,8 @@ def parse_yaml(text: str, path: str | Path = "<yaml>", *, what: str = "YAML",
     except yaml.MarkedYAMLError as e:  # a value the safe constructors refuse (e.g. a bad timestamp)
         mark = e.problem_mark or e.context_mark
         raise InputError(f"YAML error: {e.problem or e.context}", path, mark.line + 1 if mark else None) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
+        raise InputError(f"YAML error: {' '.join(str(e).split())[:200]}", path) from None
     return YamlDocument(data, node, path)
 
 
@@ -129,3 +132,48 @@ def _check_nodes(root, path: str, what: str) -> None:
                 stack += [k, v]
         elif isinstance(node, yaml.SequenceNode):
             stack += node.value
+
+
+def scan(text: str, path: str | Path = "<yaml>", *, what: str = "YAML", max_depth: int = MAX_DEPTH) -> None:
+    """Refuse aliases, non-standard tags, complex keys and deep nesting; YAML syntax errors are InputErrors."""
+    import yaml
+
+    path = str(path)
+    stack: list[list] = []  # per open container: [is_mapping, next node is a key]
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
+            if isinstance(event, yaml.AliasEvent):  # refused before expansion: no billion laughs
+                raise InputError(f"YAML aliases/anchors are not allowed in a {what}", path, line)
+            if isinstance(event, (yaml.CollectionEndEvent,)):
+                stack.pop()
+                _after_node(stack)
+                continue
+            if not isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                continue
+            tag = getattr(event, "tag", None)
+            if tag is not None and tag not in _STANDARD_TAGS | {"!"}:
+                raise InputError(f"YAML tag {tag!r} is not allowed in a {what} (plain values only)", path, line)
+            if isinstance(event, yaml.CollectionStartEvent):
+                if stack and stack[-1][0] and stack[-1][1]:
+                    raise InputError(f"complex mapping keys (a list or mapping as a key) are not allowed in a "
+                                     f"{what}", path, line)
+                if len(stack) >= max_depth:
+                    raise InputError(f"{what} is nested more than {max_depth} levels deep", path, line)
+                stack.append([isinstance(event, yaml.MappingStartEvent), True])
+            else:
+                _after_node(stack)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context
+        if e.context and e.context_mark is not None and e.problem:
+            problem += f" ({e.context} started at line {e.context_mark.line + 1})"
+        raise InputError(f"YAML syntax error: {problem}", path, mark.line + 1 if mark is not None else None) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"YAML error: {' '.join(str(e).split())[:200]}", path) from None
+
+
+def _after_node(stack: list[list]) -> None:
+    """A whole node ended: in a mapping, keys and values alternate."""
+    if stack and stack[-1][0]:
+        stack[-1][1] = not stack[-1][1]

@@ -13,7 +13,7 @@ or from ranking the base model's own candidates with a reward model or the demo 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 

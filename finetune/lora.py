@@ -18,7 +18,6 @@ from typing import Annotated, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from core.errors import InputError

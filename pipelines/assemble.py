@@ -26,7 +26,14 @@ from core import limits
 from core.errors import InputError
 
 from .device import DTYPES
-from .loading import DEMO, check_controlnet_folder, check_pipeline_folder, demo_path, folder_geometry, resolve
+from .loading import (
+    DEMO,
+    check_controlnet_folder,
+    check_pipeline_folder,
+    demo_path,
+    folder_geometry,
+    resolve,
+)
 
 KINDS = {"product": ("pipelines.product", "ProductPipeline"),
          "background": ("pipelines.background", "BackgroundPipeline"),
@@ -120,10 +127,10 @@ class PipelineSpec:
 
             _as_field("scorer", resolve_scorer, self.scorer)
         if self.reward is not None:
+            _config_folder("reward", self.path(self.reward), "reward model")  # the folder itself first
             if self.scorer is None or (self.scorer in DEMO_SCORER and not demo_path("demo-clip").is_dir()):
                 raise SpecError("reward", "--reward needs the scorer (its image embeddings are the reward model's "
                                 "input)")
-            _config_folder("reward", self.path(self.reward), "reward model")
         return geometry
 
     def _check_model(self) -> dict:
@@ -134,16 +141,11 @@ class PipelineSpec:
         return _as_field("model", folder_geometry, source)
 
     def _check_weights(self, field: str, what: str, path: Path) -> None:
-        """A weights file (or a folder holding one) in safetensors; pickles only with `allow_unsafe`."""
+        """What the loader would read from `path` (a file or a folder): safetensors with a valid header;
+        pickles only with `allow_unsafe` (`core.weights`, the one weights-format check)."""
         if not path.exists():
             raise SpecError(field, f"{what} not found", path)
-        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-        if any(f.suffix == ".safetensors" for f in files):
-            return
-        for f in files:
-            check_weights_format(field, what, f, self.allow_unsafe)
-        if not self.allow_unsafe or not files:
-            raise SpecError(field, f"{what} must be .safetensors", path)
+        check_weights_format(field, what, path, self.allow_unsafe, kind="lora" if field == "lora" else "auto")
 
     def _check_adapter(self, geometry: dict) -> None:
         folder = self.path(self.adapter)
@@ -165,30 +167,22 @@ class PipelineSpec:
             _as_field("controlnet", check_controlnet_folder, source)
 
 
-def check_weights_format(field: str, what: str, path: Path, allow_unsafe: bool = False) -> None:
-    """The one weights-format check of the user's files (pickles refused unless allowed)."""
-    from core.io import check_not_pickle
+def check_weights_format(field: str, what: str, path: Path, allow_unsafe: bool = False, kind: str = "auto") -> None:
+    """The one weights-format check of the user's files, on what the loader would actually read."""
+    from core.weights import check_weights
 
     try:
-        check_not_pickle(path, allow_unsafe)
+        check_weights(path, kind=kind, allow_unsafe=allow_unsafe, what=what)
     except InputError as e:
         raise SpecError(field, f"{what} must be .safetensors: {e.problem}", e.path) from None
 
 
 def ip_adapter_weight(path: Path, allow_unsafe: bool = False) -> Path:
     """The IP-Adapter weight file of `path` (a .safetensors file, or a folder holding one), with its
-    `image_encoder/` beside it; InputError otherwise."""
-    if not path.exists():
-        raise SpecError("ip_adapter", "IP-Adapter weights not found", path)
-    if path.is_file():
-        check_weights_format("ip_adapter", "IP-Adapter weights", path, allow_unsafe)
-    weight = path if path.is_file() else next(iter(sorted(path.glob("*.safetensors"))), None)
-    if weight is None or weight.suffix != ".safetensors":
-        raise SpecError("ip_adapter", "IP-Adapter weights must be a .safetensors file (or a folder holding one)", path)
-    if not (weight.parent / "image_encoder").is_dir():
-        raise SpecError("ip_adapter", "IP-Adapter needs its image encoder in an `image_encoder` folder beside the "
-                        "weights", weight.parent)
-    return weight
+    `image_encoder/` beside it, both checked (`core.weights.check_ip_adapter`); InputError otherwise."""
+    from core.weights import check_ip_adapter
+
+    return _as_field("ip_adapter", lambda p: check_ip_adapter(p, allow_unsafe=allow_unsafe), path)
 
 
 def _config_folder(field: str, folder: Path, what: str) -> dict:
@@ -239,7 +233,9 @@ class Assembly:
             if not lora.exists():
                 raise SpecError("lora", "LoRA weights not found", lora)
             try:
-                sd.load_lora_weights(str(lora), adapter_name=LORA_ADAPTER_NAME)
+                # use_safetensors: no silent fallback to a pickle .bin beside the file
+                sd.load_lora_weights(str(lora), adapter_name=LORA_ADAPTER_NAME,
+                                     use_safetensors=None if s.allow_unsafe else True)
                 sd.set_adapters([LORA_ADAPTER_NAME], adapter_weights=[s.lora_scale])
             except (OSError, ValueError, KeyError) as e:
                 raise SpecError("lora", f"cannot load LoRA weights ({e})", lora) from None

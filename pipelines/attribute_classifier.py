@@ -7,7 +7,6 @@ Saved as `config.json` + `model.safetensors`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +88,13 @@ class AttributeClassifier(nn.Module):
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise InputError("not an attribute-classifier folder (no config.json)", path)
-        cfg = json.loads(cfg_file.read_text())
-        model = cls(cfg["vocab"], cfg.get("width", 16), cfg.get("image_size", 64))
+        from core.jsonio import read_json
+
+        cfg = read_json(cfg_file, what="config.json")
+        try:
+            model = cls(cfg["vocab"], cfg.get("width", 16), cfg.get("image_size", 64))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"config.json does not describe an attribute classifier ({e})", cfg_file) from None
         model.load_state_dict(load_safetensors(path / "model.safetensors"))
         return model.to(device).eval()
 

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,12 +145,15 @@ class PreferenceAdapter(nn.Module):
         cfg_file = path / cls.config_name
         if not cfg_file.is_file():
             raise InputError("not a preference adapter folder (no config.json)", path)
-        try:
-            raw = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"config.json is not valid JSON ({e.msg})", cfg_file) from None
+        from core.jsonio import read_json
+
+        raw = read_json(cfg_file, what="config.json")
         raw.pop("_class_name", None)
-        adapter = cls(PreferenceAdapterConfig.from_dict(raw, cfg_file))
+        from core.weights import check_fits_in_memory, module_bytes
+
+        config = PreferenceAdapterConfig.from_dict(raw, cfg_file)
+        check_fits_in_memory(module_bytes(lambda: cls(config)), "the adapter's config.json", cfg_file)
+        adapter = cls(config)
         state = load_safetensors(path / cls.weights_name)
         missing, unexpected = adapter.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -209,16 +211,11 @@ def item_picture(catalog: "Catalog", item_id: str, size: tuple[int, int],
     return flat.resize(size, Image.BICUBIC)
 
 
-def load_ip_adapter(pipe, path: str | Path, scale: float = 0.6) -> str:
+def load_ip_adapter(pipe, path: str | Path, scale: float = 0.6, allow_unsafe: bool = False) -> str:
     """Load IP-Adapter weights (a .safetensors file beside an `image_encoder/` folder) into `pipe`."""
-    path = Path(path)
-    weight = path if path.is_file() else next(iter(sorted(path.glob("*.safetensors"))), None)
-    if weight is None or weight.suffix != ".safetensors":
-        raise InputError("IP-Adapter weights must be a .safetensors file (or a folder holding one)", path)
-    encoder = weight.parent / "image_encoder"
-    if not encoder.is_dir():
-        raise InputError("IP-Adapter needs its image encoder in an `image_encoder` folder beside the weights",
-                         weight.parent)
+    from core.weights import check_ip_adapter
+
+    weight = check_ip_adapter(path, allow_unsafe=allow_unsafe)
     pipe.load_ip_adapter(str(weight.parent), subfolder="", weight_name=weight.name,
                          image_encoder_folder="image_encoder")
     pipe.set_ip_adapter_scale(scale)

@@ -11,7 +11,6 @@ by (path, device, dtype), so the UI, the CLI and benchmarks share one copy.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -64,17 +63,43 @@ def resolve(spec: str | Path, default: str = "demo") -> tuple[str, bool]:
 
 
 def _weights_check(folder: Path, what: str, allow_unsafe: bool = False) -> None:
-    """Refuse folders whose weights exist only as pickles (loading a pickle can run code), unless allowed."""
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    if any(p.suffix == ".safetensors" for p in files):
+    """Refuse a model folder whose weights would be read from a pickle (loading one can run code), unless
+    allowed: the one check of `core.weights` on the files diffusers would open."""
+    from core.weights import check_weights
+
+    check_weights(folder, kind="model", allow_unsafe=allow_unsafe, what=what)
+
+
+def _config(path: Path, what: str | None = None) -> dict:
+    """A config.json / model_index.json read strictly (malformed or not an object: one InputError)."""
+    from core.jsonio import read_json
+
+    data = read_json(path, what=what or path.name)
+    cls = data.get("_class_name")
+    if cls is not None and not isinstance(cls, str):
+        raise InputError(f"{path.name}: _class_name must be a string, found {type(cls).__name__}", path)
+    return data
+
+
+MAX_NATIVE_SIDE = 4096  # the largest image side Atelier draws (core.validate's pixel limit)
+
+
+def _check_native_size(folder: Path) -> None:
+    """The UNet's sample size times the VAE's factor is the default image side: bound it before any latents
+    of that size are allocated."""
+    unet, vae = folder / "unet" / "config.json", folder / "vae" / "config.json"
+    if not (unet.is_file() and vae.is_file()):
         return
-    pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES]
-    if pickles and allow_unsafe:
-        return  # the user passed --allow-unsafe-weights
-    if pickles:
-        raise InputError(f"{what} has only pickle weights ({pickles[0].name}); refusing to load them because a "
-                         "pickle can run arbitrary code. Convert them to safetensors first", folder)
-    raise InputError(f"{what} has no weights (*.safetensors)", folder)
+    u, v = _config(unet, "unet/config.json"), _config(vae, "vae/config.json")
+    sample, blocks = u.get("sample_size", 64), v.get("block_out_channels", [0])
+    sides = sample if isinstance(sample, list) else [sample]
+    if not (isinstance(blocks, list) and 0 < len(blocks) <= 8
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= 2**16 for x in sides)):
+        raise InputError("unet/config.json sample_size or vae/config.json block_out_channels is malformed", folder)
+    native = max(sides) * 2 ** (len(blocks) - 1)
+    if native > MAX_NATIVE_SIDE:
+        raise InputError(f"the model's native image side would be {native} px (unet sample_size {max(sides)}); "
+                         f"the limit is {MAX_NATIVE_SIDE}", unet)
 
 
 def check_pipeline_folder(folder: str | Path, allow_unsafe: bool = False) -> dict:
@@ -88,14 +113,11 @@ def check_pipeline_folder(folder: str | Path, allow_unsafe: bool = False) -> dic
     if not index.is_file():
         config = folder / "config.json"
         if config.is_file():
-            cls = json.loads(config.read_text()).get("_class_name", "a single model")
+            cls = _config(config).get("_class_name", "a single model")
             raise InputError(f"this is a {cls} folder, not a pipeline (no model_index.json); "
                              "give the folder of the whole pipeline", folder)
         raise InputError("not a diffusers pipeline folder (no model_index.json)", folder)
-    try:
-        meta = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"model_index.json is not valid JSON ({e.msg})", index, e.lineno) from None
+    meta = _config(index)
     cls = meta.get("_class_name")
     if cls not in TEXT_TO_IMAGE:
         raise InputError(f"model_index.json names {cls!r}; Atelier loads {' or '.join(TEXT_TO_IMAGE)} folders", index)
@@ -103,8 +125,47 @@ def check_pipeline_folder(folder: str | Path, allow_unsafe: bool = False) -> dic
         if part in meta and not (folder / part).is_dir():
             raise InputError(f"pipeline folder is missing its {part}/ subfolder", folder)
     for part in ("unet", "vae"):
-        _weights_check(folder / part, f"{part}/", allow_unsafe)
+        _weights_check(folder / part, f"{part}/", allow_unsafe)  # pickles first: the most important refusal
+        if not (folder / part / "config.json").is_file():
+            raise InputError(f"pipeline folder's {part}/ has no config.json", folder / part)
+    from core.weights import pipeline_components
+
+    for part in pipeline_components(folder):  # every component with weights: unet, vae, text encoders, ...
+        _config(part / "config.json", f"{part.name}/config.json")
+        _weights_check(part, f"{part.name}/", allow_unsafe)
+    _check_native_size(folder)
     return meta
+
+
+def check_model_memory(folder: str | Path, meta: dict, dtype) -> None:
+    """Build every component on the meta device from its config (nothing allocated) and refuse when
+    their sizes would not fit in the memory left: a config's sizes are checked before diffusers allocates."""
+    import importlib
+
+    from core.weights import check_fits_in_memory, module_bytes
+
+    folder, total = Path(folder), 0
+    for name, value in meta.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] not in ("diffusers", "transformers"):
+            continue
+        cfg_file = folder / name / "config.json"
+        if not cfg_file.is_file():
+            continue
+        cfg = _config(cfg_file, f"{name}/config.json")
+        try:
+            klass = getattr(importlib.import_module(value[0]), value[1])
+            if value[0] == "diffusers":
+                def build(k=klass, c=cfg):
+                    return k.from_config(c)
+            else:
+                def build(k=klass, c=cfg):
+                    return k(k.config_class.from_dict(c))
+            n = module_bytes(build)
+        except (AttributeError, TypeError, ValueError, KeyError, ImportError, RuntimeError) as e:
+            raise InputError(f"{name}/config.json does not describe a {value[1]} ({str(e).splitlines()[0][:160]})",
+                             cfg_file) from None
+        total += n * getattr(dtype, "itemsize", 4) // 4  # module_bytes counts float32 parameters
+    check_fits_in_memory(total, "the model's configs", folder)
 
 
 def load_sd_pipeline(spec: str | Path = "demo", device: str | None = None, dtype: str | None = None,
@@ -118,6 +179,9 @@ def load_sd_pipeline(spec: str | Path = "demo", device: str | None = None, dtype
         return _CACHE[key]
     meta = check_pipeline_folder(source, allow_unsafe) if local else {}
     import diffusers  # after the checks: a wrong path is reported without loading diffusers
+
+    if local:
+        check_model_memory(source, meta, torch_dtype)
 
     cls = getattr(diffusers, meta["_class_name"]) if local else diffusers.DiffusionPipeline
     kwargs = {"dtype": torch_dtype, "use_safetensors": None if allow_unsafe else True}
@@ -149,7 +213,7 @@ def check_controlnet_folder(folder: str | Path) -> None:
     if not config.is_file():
         hint = " (this is a pipeline folder; give its ControlNet)" if (folder / "model_index.json").exists() else ""
         raise InputError(f"not a ControlNet folder (no config.json){hint}", folder)
-    cls = read_json_object(config).get("_class_name")
+    cls = _config(config).get("_class_name")
     if cls != "ControlNetModel":
         raise InputError(f"config.json names {cls!r}, not ControlNetModel", config)
     _weights_check(folder, "ControlNet folder")
@@ -168,6 +232,16 @@ def load_controlnet(spec: str | Path = "demo-controlnet", device: str | None = N
         check_controlnet_folder(source)
     from diffusers import ControlNetModel
 
+    if local:
+        from core.weights import check_fits_in_memory, module_bytes
+
+        cfg = _config(Path(source) / "config.json")
+        try:
+            n = module_bytes(lambda: ControlNetModel.from_config(cfg))
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:
+            raise InputError(f"config.json does not describe a ControlNetModel ({str(e).splitlines()[0][:160]})",
+                             Path(source) / "config.json") from None
+        check_fits_in_memory(n, "the ControlNet's config", source)
     try:
         model = ControlNetModel.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError, EnvironmentError) as e:

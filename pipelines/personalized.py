@@ -21,6 +21,7 @@ from core import limits
 from core.creative import Creative, Manifest
 from core.errors import InputError
 from core.io import atomic_save_image
+from core.paths import safe_name
 from recommenders.condition import PreferenceCondition
 
 from .conditioning import PreferenceAdapter, encode_prompts, ip_adapter_embeds
@@ -38,7 +39,7 @@ class PipelineOutput:
         out_dir = Path(out_dir)
         paths = []
         for image, creative in zip(self.images, self.creatives):
-            path = atomic_save_image(image, out_dir / f"{creative.creative_id}.png")
+            path = atomic_save_image(image, out_dir / f"{safe_name(creative.creative_id)}.png")
             creative.image_path = path.name if manifest is None else _relative(path, manifest.path.parent)
             if manifest is not None:
                 manifest.append(creative)

@@ -14,7 +14,6 @@ their own projections, and a small MLP gives the logit. Training lives in
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,15 +160,18 @@ class RewardModel(nn.Module):
         cfg_file = path / cls.config_name
         if not cfg_file.is_file():
             raise InputError("not a reward model folder (no config.json)", path)
-        try:
-            raw = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"config.json is not valid JSON ({e.msg})", cfg_file, e.lineno) from None
+        from core.jsonio import read_json
+
+        raw = read_json(cfg_file, what="config.json")
         if raw.pop("_class_name", None) != "RewardModel":
             raise InputError("config.json does not describe a RewardModel", cfg_file)
         raw.pop("metrics", None)
         try:
-            model = cls(RewardModelConfig(**raw))
+            from core.weights import check_fits_in_memory, module_bytes
+
+            config = RewardModelConfig(**raw)
+            check_fits_in_memory(module_bytes(lambda: cls(config)), "the reward model's config.json", cfg_file)
+            model = cls(config)
         except TypeError as e:
             raise InputError(f"bad reward model config ({e})", cfg_file) from None
         try:

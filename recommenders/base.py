@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -82,10 +81,9 @@ class _Saveable:
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise InputError("not a saved Atelier model (no config.json)", path)
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"config.json is not valid JSON ({e.msg})", cfg_file, e.lineno) from None
+        from core.jsonio import read_json
+
+        meta = read_json(cfg_file, what="config.json")
         klass = model_class(meta.get("model", "?"))
         if cls not in (CFRecommender, SequentialRecommender, _Saveable) and not issubclass(klass, cls):
             raise InputError(f"saved model is a {meta.get('model')}, not a {cls.name}", path)

@@ -67,18 +67,20 @@ class Catalog:
             raise InputError(f"unknown item id {item_id!r}") from None
 
     def image_file(self, item_id: str) -> Path:
-        """Absolute path of an item's image."""
+        """Absolute path of an item's image, which must stay inside the catalog's folder (symlinks included)."""
+        from core.paths import inside
+
         item = self[item_id]
         if not item.image_path:
             raise InputError(f"item {item_id!r} has no image")
-        return (self.root / item.image_path).resolve()
+        return inside(self.root, item.image_path, what=f"item {item_id!r} image_path")
 
     def load_image(self, item_id: str):
-        """The item's image as an RGBA PIL image (validated by `pipelines`' image checks when user-supplied)."""
-        from PIL import Image
+        """The item's image as an RGBA PIL image, through the shared checks of user images (size, pixel
+        count from the header, truncation), like every other picture a user hands us."""
+        from core.validate import load_user_image
 
-        with Image.open(self.image_file(item_id)) as im:
-            return im.convert("RGBA")
+        return load_user_image(self.image_file(item_id))
 
     def attribute_names(self) -> list[str]:
         return sorted({k for it in self.items for k in it.attributes})
@@ -118,9 +120,7 @@ class Catalog:
                 raise InputError(f"duplicate item_id {item.item_id!r} (first on line {first_line[item.item_id]})", path, line)
             first_line[item.item_id] = line
             if check_images and item.image_path:
-                img = (path.parent / item.image_path).resolve()
-                if not img.is_file():
-                    raise InputError(f"image not found: {item.image_path}", path, line)
+                _check_image(path, item.image_path, line)
             items.append(item)
         return cls(items, root=path.parent)
 
@@ -128,6 +128,24 @@ class Catalog:
         """Write the catalog as JSONL (sorted keys, so equal catalogs give equal bytes)."""
         lines = [json.dumps(asdict(it), sort_keys=True) for it in self.items]
         return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _check_image(path: Path, image_path: str, line: int) -> None:
+    """An item's picture: inside the catalog's folder (no symlink out of it), present, and a safe image
+    from its header (size, pixel count: no decompression bomb); nothing is decoded."""
+    from core.paths import inside
+    from core.validate import check_image_file
+
+    try:
+        img = inside(path.parent, image_path, what="image_path")
+    except InputError as e:
+        raise InputError(e.problem, path, line) from None
+    if not img.is_file():
+        raise InputError(f"image not found: {image_path}", path, line)
+    try:
+        check_image_file(img)
+    except InputError as e:
+        raise InputError(f"image {image_path}: {e.problem}", path, line) from None
 
 
 def _catalog_csv_rows(path: Path):
@@ -141,10 +159,12 @@ def _parse_attributes(value: object, path: Path, line: int) -> dict[str, str]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
+            from core.jsonio import loads
+
             try:
-                value = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(f"attributes is not valid JSON ({e.msg})", path, line) from None
+                value = loads(text, what="attributes")
+            except InputError as e:
+                raise InputError(f"attributes: {e.problem}", path, line) from None
         else:  # "color=navy;pattern=striped"
             out = {}
             for part in filter(None, (p.strip() for p in text.split(";"))):

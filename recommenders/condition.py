@@ -39,21 +39,83 @@ class PreferenceCondition:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreferenceCondition":
+        """A condition from its JSON form, every field checked for type, size and finiteness (a user may
+        have written it): one InputError naming the field, never a crash deep in generation."""
         from core.errors import InputError
 
+        if not isinstance(d, dict):
+            raise InputError(f"a condition must be a JSON object, found {type(d).__name__}")
         unknown = set(d) - {"user_id", "item_scores", "embedding", "attributes", "reference_items", "source"}
         if unknown:
-            raise InputError(f"unknown condition field(s): {', '.join(sorted(unknown))}")
+            raise InputError(f"unknown condition field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
         if "user_id" not in d:
             raise InputError("condition has no user_id")
-        return cls(
-            user_id=str(d["user_id"]),
-            item_scores=[(str(i), float(s)) for i, s in d.get("item_scores", [])],
-            embedding=None if d.get("embedding") is None else [float(x) for x in d["embedding"]],
-            attributes={k: {kk: float(vv) for kk, vv in v.items()} for k, v in d.get("attributes", {}).items()},
-            reference_items=[str(i) for i in d.get("reference_items", [])],
-            source=str(d.get("source", "")),
-        )
+        item_scores = _list(d.get("item_scores"), "item_scores", MAX_CONDITION_ITEMS)
+        pairs = []
+        for k, pair in enumerate(item_scores):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise InputError(f"item_scores[{k}] must be an [item_id, score] pair")
+            pairs.append((_text(pair[0], f"item_scores[{k}] item id"), _number(pair[1], f"item_scores[{k}] score")))
+        embedding = d.get("embedding")
+        if embedding is not None:
+            embedding = [_number(x, f"embedding[{k}]")
+                         for k, x in enumerate(_list(embedding, "embedding", MAX_EMBEDDING_DIM))]
+        attributes = d.get("attributes") or {}
+        if not isinstance(attributes, dict) or len(attributes) > MAX_CONDITION_ITEMS:
+            raise InputError("attributes must be an object of {kind: {keyword: weight}}")
+        attrs = {}
+        for kind, weights in attributes.items():
+            if not isinstance(weights, dict) or len(weights) > MAX_CONDITION_ITEMS:
+                raise InputError(f"attributes.{str(kind)[:40]} must be an object of {{keyword: weight}}")
+            attrs[_text(kind, "attribute kind")] = {_text(k, f"attributes.{kind} keyword"):
+                                                    _number(v, f"attributes.{kind}.{k}") for k, v in weights.items()}
+        refs = [_text(i, f"reference_items[{k}]")
+                for k, i in enumerate(_list(d.get("reference_items"), "reference_items", MAX_CONDITION_ITEMS))]
+        source = d.get("source", "")
+        return cls(user_id=_text(d["user_id"], "user_id"), item_scores=pairs, embedding=embedding,
+                   attributes=attrs, reference_items=refs, source=_text(source, "source", allow_empty=True))
+
+
+MAX_CONDITION_ITEMS = 10_000  # scored items, attribute kinds, keywords, reference items
+MAX_EMBEDDING_DIM = 65_536
+MAX_ID_CHARS = 1_000
+
+
+def _list(value, what: str, limit: int) -> list:
+    from core.errors import InputError
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError(f"{what} must be a list, found {type(value).__name__}")
+    if len(value) > limit:
+        raise InputError(f"{what} has {len(value)} entries; the limit is {limit}")
+    return value
+
+
+def _text(value, what: str, allow_empty: bool = False) -> str:
+    from core.errors import InputError
+
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"{what} must be text, found {type(value).__name__}")
+    text = str(value)
+    if (not text.strip() and not allow_empty) or len(text) > MAX_ID_CHARS or any(ord(c) < 32 for c in text):
+        raise InputError(f"{what} must be non-empty text without control characters, at most {MAX_ID_CHARS} "
+                         "characters")
+    return text
+
+
+def _number(value, what: str) -> float:
+    import math
+
+    from core.errors import InputError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{what} must be a number, found {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise InputError(f"{what} must be a finite number, got {value}")
+    return x
 
 
 # The choice model's prior and recency weighting: the best color + pattern accuracy on the demo shop's

@@ -112,3 +112,42 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+# -- a real PostgreSQL server for the A/B store (tests/postgres_tools.py) ----------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server ($ATELIER_TEST_POSTGRES, or a cluster started here), or a skip."""
+    import shutil
+    import subprocess
+
+    import postgres_tools
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
+    external = os.environ.get("ATELIER_TEST_POSTGRES")
+    if external:
+        yield postgres_tools.PostgresServer(external)
+        return
+    try:
+        server = postgres_tools.start_cluster()
+    except RuntimeError as e:
+        pytest.skip(f"no PostgreSQL server for the tests: {e}")
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+            pass
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_db(postgres_server):
+
+    """The DSN of a fresh database for one test, dropped afterwards."""
+    import postgres_tools
+
+    dsn = postgres_tools.create_database(postgres_server)
+    yield dsn
+    postgres_tools.drop_database(postgres_server, dsn)

@@ -27,8 +27,13 @@ def test_check_refuses_bad_components_with_the_field_named(tiny_sd, tmp_path):
     from pipelines.assemble import PipelineSpec, SpecError
 
     (tmp_path / "lora.bin").write_bytes(b"\x80\x04 pickle")
-    (tmp_path / "ip.safetensors").write_bytes(b"")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "ip.safetensors"))  # valid weights, no image_encoder/ beside
     (tmp_path / "lora_dir").mkdir()
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "rw" / "config.json").write_text('{"_class_name": "RewardModel"}')  # a reward folder, read first
     (tmp_path / "lora_dir" / "README.txt").write_text("no weights here")
     cases = [
         (dict(model=str(tmp_path / "nowhere")), "model", "model folder not found"),
@@ -39,7 +44,7 @@ def test_check_refuses_bad_components_with_the_field_named(tiny_sd, tmp_path):
         (dict(model=str(tiny_sd), adapter=str(_adapter_folder(tmp_path / "wide", 768))), "adapter", "768-wide"),
         (dict(model=str(tiny_sd), adapter=str(tmp_path)), "adapter", "not a preference adapter folder"),
         (dict(model=str(tiny_sd), controlnet=str(tiny_sd)), "controlnet", "give its ControlNet"),
-        (dict(model=str(tiny_sd), scorer=None, reward=str(tmp_path)), "reward", "needs the scorer"),
+        (dict(model=str(tiny_sd), scorer=None, reward=str(tmp_path / "rw")), "reward", "needs the scorer"),
         (dict(model=str(tiny_sd), scorer=str(tmp_path)), "scorer", "not an open_clip folder"),
         (dict(model=str(tiny_sd), dtype="fp8"), "dtype", "unknown dtype"),
         (dict(model=str(tiny_sd), lora_scale=9.0), "lora_scale", "between 0 and 4"),

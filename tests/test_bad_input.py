@@ -91,7 +91,9 @@ def test_cli_exit_code_2_and_one_line(tmp_path, name, data, fragment, line):
 
 def test_good_files_load(tmp_path):
     (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "a.png").write_bytes(b"placeholder")
+    from PIL import Image
+
+    Image.new("RGBA", (8, 8)).save(tmp_path / "images" / "a.png")  # catalog images are header-checked on load
     cat = tmp_path / "catalog.csv"
     cat.write_text("item_id,title,category,image_path,attr_color,attributes\n"
                    "a,a navy shirt,top,images/a.png,navy,pattern=striped\nb,a red hat,hat,,red,\n")

@@ -1,4 +1,6 @@
-"""A small version of benchmarks/load_test.py: concurrent clients, retries, and exact counts in SQLite."""
+"""A small version of benchmarks/load_test.py: concurrent clients, retries, and exact counts, in SQLite and
+in PostgreSQL (a real server: `tests/postgres_tools.py`), including a dropped connection and a server
+restart in the middle of a run."""
 from __future__ import annotations
 
 import importlib.util
@@ -71,6 +73,35 @@ def test_http_vote_endpoint_under_concurrent_clients(lt, tmp_path):
     report = lt.http_load(tmp_path / "ab.sqlite", CLIENTS, PER_CLIENT, seed=0, out_dir=tmp_path / "ui")
     lt.print_report(report)
     assert report["url"].startswith("http://127.0.0.1:")
+    _assert_exact(report)
+
+
+def test_postgres_store_under_concurrent_clients(lt, postgres_db):
+    report = lt.store_load(postgres_db, CLIENTS, PER_CLIENT, seed=0)
+    lt.print_report(report)
+    assert report["backend"] == "postgresql"
+    _assert_exact(report)
+
+
+def test_postgres_http_under_concurrent_clients(lt, postgres_db, tmp_path):
+    report = lt.http_load(postgres_db, CLIENTS, PER_CLIENT, seed=0, out_dir=tmp_path / "ui")
+    lt.print_report(report)
+    _assert_exact(report)
+
+
+@pytest.mark.parametrize("target", ["store", "http"])
+def test_postgres_dropped_connections_and_a_restart_lose_nothing(lt, postgres_server, postgres_db, tmp_path, target):
+    """Every connection is cut a third of the way in and the server restarted at two thirds; the store
+    retries on fresh connections and the HTTP clients retry with the same event_id: still exact."""
+    if not postgres_server.restartable:
+        pytest.skip("$ATELIER_TEST_POSTGRES names an external server: the test cannot restart it")
+    chaos = lt.chaos_events(postgres_server, postgres_db)
+    if target == "store":
+        report = lt.store_load(postgres_db, CLIENTS, PER_CLIENT, seed=0, chaos=chaos)
+    else:
+        report = lt.http_load(postgres_db, CLIENTS, PER_CLIENT, seed=0, out_dir=tmp_path / "ui", chaos=chaos)
+    lt.print_report(report)
+    assert [c["event"] for c in report["chaos"]] == ["connections dropped", "server restarted"]
     _assert_exact(report)
 
 

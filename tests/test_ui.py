@@ -282,7 +282,8 @@ def test_app_builds_with_api_and_auth(tmp_path):
     cfg = UIConfig(out_dir=tmp_path / "out", ab_db=tmp_path / "ab.sqlite", model=str(tmp_path / "none"))
     app = build_app(cfg, auth=("ann", "pw"))
     with TestClient(app) as client:
-        paths = client.get("/openapi.json").json()["paths"]
+        assert client.get("/openapi.json").status_code == 401  # under --auth the schema needs credentials too
+        paths = client.get("/openapi.json", auth=("ann", "pw")).json()["paths"]
         if app.state.ab_api:
             assert "/api/ab/vote" in paths and "/api/ab/choose" in paths
             assert client.get("/api/ab/experiments").status_code == 401

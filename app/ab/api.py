@@ -3,9 +3,11 @@
 An ad server asks which creative to show a user (`POST /choose`), reports the impression if
 it did not let `/choose` record it, and reports clicks; people's pairwise judgements arrive as
 votes. Every request and response is a pydantic model, so `/openapi.json` documents it all.
-Endpoints are plain `def`s: FastAPI runs them in its thread pool, and the store opens one
-SQLite connection per call, so concurrent requests are safe. Retries are safe too: send an
-`event_id` and a repeated request is recorded once.
+Endpoints are plain `def`s: FastAPI runs them in its thread pool, and every store call is one
+transaction on its own connection, so concurrent requests are safe. Retries are safe too: send an
+`event_id` and a repeated request is recorded once and answered with `duplicate: true`; the same
+`event_id` for a different event of the experiment is a 409. A database that cannot be used
+(damaged, read-only, an unreachable server) answers 503 with one JSON message.
 
     from app.ab.api import make_router
     fastapi_app.include_router(make_router("outputs/ab.sqlite"), prefix="/api/ab")
@@ -13,6 +15,7 @@ SQLite connection per call, so concurrent requests are safe. Retries are safe to
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
@@ -22,8 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InputError
 
+from .db import StoreUnavailable
 from .service import choose_arm, results, serve_once, vote_pair
-from .store import ABStore
+from .store import ABStore, EventConflict
+
+log = logging.getLogger("atelier.ab")
 
 Id = Field(min_length=1, max_length=200)
 OptId = Field(None, min_length=1, max_length=200)
@@ -50,6 +56,7 @@ class ChooseResponse(_Model):
     creative_id: str
     impression_id: Optional[str] = Field(None, description="Report clicks with this id.")
     image_path: Optional[str] = None
+    duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
 
 
 class ImpressionRequest(_Model):
@@ -65,6 +72,7 @@ class ImpressionResponse(_Model):
     """Id of the recorded impression."""
 
     impression_id: str
+    duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
 
 
 class ClickRequest(_Model):
@@ -81,6 +89,7 @@ class ClickResponse(_Model):
     """Id of the recorded click."""
 
     click_id: str
+    duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
 
 
 class VoteRequest(_Model):
@@ -97,6 +106,7 @@ class VoteResponse(_Model):
     """Id of the recorded vote."""
 
     vote_id: str
+    duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
 
 
 class PairResponse(_Model):
@@ -174,9 +184,15 @@ class ResultsResponse(_Model):
 
 
 def _guard(fn: Callable[[], T]) -> T:
-    """User mistakes become 404 (unknown ids) or 400, with the one-line message as detail."""
+    """User mistakes become 404 (unknown ids), 409 (an event_id reused for another event) or 400, with the
+    one-line message as detail; an unusable database is a 503 with one log line, never a traceback."""
     try:
         return fn()
+    except StoreUnavailable as e:
+        log.warning("A/B store unavailable: %s", e)
+        raise HTTPException(status_code=503, detail=f"A/B store unavailable: {e.problem}") from None
+    except EventConflict as e:
+        raise HTTPException(status_code=409, detail=str(e)) from None
     except InputError as e:
         raise HTTPException(status_code=404 if "unknown" in e.problem else 400, detail=str(e)) from None
 
@@ -189,11 +205,11 @@ def make_router(store: ABStore | str | Path) -> APIRouter:
     @router.get("/experiments", response_model=list[ExperimentInfo])
     def list_experiments() -> list[ExperimentInfo]:
         """All experiments."""
-        return [
+        return _guard(lambda: [
             ExperimentInfo(experiment_id=e.experiment_id, name=e.name, segment=e.segment,
                            control_id=e.control_id, status=e.status)
             for e in store.experiments()
-        ]
+        ])
 
     @router.post("/choose", response_model=ChooseResponse)
     def choose(req: ChooseRequest) -> ChooseResponse:
@@ -212,21 +228,32 @@ def make_router(store: ABStore | str | Path) -> APIRouter:
     @router.post("/impression", response_model=ImpressionResponse)
     def impression(req: ImpressionRequest) -> ImpressionResponse:
         """Report that a creative was shown."""
-        return _guard(lambda: ImpressionResponse(impression_id=store.record_impression(
-            req.experiment_id, req.creative_id, user_id=req.user_id, event_id=req.event_id)))
+        def go() -> ImpressionResponse:
+            imp = store.record_impression(req.experiment_id, req.creative_id, user_id=req.user_id,
+                                          event_id=req.event_id)
+            return ImpressionResponse(impression_id=imp, duplicate=imp.duplicate)
+
+        return _guard(go)
 
     @router.post("/click", response_model=ClickResponse)
     def click(req: ClickRequest) -> ClickResponse:
         """Report a click, by impression id (preferred) or by experiment + creative."""
-        return _guard(lambda: ClickResponse(click_id=store.record_click(
-            req.experiment_id, req.creative_id, impression_id=req.impression_id, user_id=req.user_id,
-            event_id=req.event_id)))
+        def go() -> ClickResponse:
+            click = store.record_click(req.experiment_id, req.creative_id, impression_id=req.impression_id,
+                                       user_id=req.user_id, event_id=req.event_id)
+            return ClickResponse(click_id=click, duplicate=click.duplicate)
+
+        return _guard(go)
 
     @router.post("/vote", response_model=VoteResponse)
     def vote(req: VoteRequest) -> VoteResponse:
         """Report a pairwise judgement: winner preferred over loser."""
-        return _guard(lambda: VoteResponse(vote_id=store.record_vote(
-            req.experiment_id, req.winner_id, req.loser_id, user_id=req.user_id, event_id=req.event_id)))
+        def go() -> VoteResponse:
+            vote = store.record_vote(req.experiment_id, req.winner_id, req.loser_id, user_id=req.user_id,
+                                     event_id=req.event_id)
+            return VoteResponse(vote_id=vote, duplicate=vote.duplicate)
+
+        return _guard(go)
 
     @router.get("/experiments/{experiment_id}/pair", response_model=PairResponse)
     def pair(experiment_id: str) -> PairResponse:

@@ -40,16 +40,37 @@ def serve_once(
     rng: np.random.Generator | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """Choose a creative and record its impression; returns ids the caller reports a click with."""
+    """Choose a creative and record its impression; returns ids the caller reports a click with.
+
+    A retry (the same `event_id` in the same experiment) gets the impression already recorded, with
+    `duplicate: True`, instead of a new draw.
+    """
+    from .store import EventConflict
+
     rng = rng if rng is not None else np.random.default_rng()
+    if event_id is not None:
+        done = store.impression(experiment_id, event_id)
+        if done is not None:
+            return _served(store, experiment_id, done["creative_id"], event_id, duplicate=True)
     arm = choose_arm(store, experiment_id, rng)
-    imp = store.record_impression(experiment_id, arm.creative_id, user_id=user_id, event_id=event_id)
+    try:
+        imp = store.record_impression(experiment_id, arm.creative_id, user_id=user_id, event_id=event_id)
+    except EventConflict:  # a concurrent retry of the same request drew another creative first
+        done = store.impression(experiment_id, event_id)
+        return _served(store, experiment_id, done["creative_id"], event_id, duplicate=True)
     return {
         "experiment_id": experiment_id,
         "creative_id": arm.creative_id,
-        "impression_id": imp,
+        "impression_id": str(imp),
         "image_path": arm.image_path,
+        "duplicate": imp.duplicate,
     }
+
+
+def _served(store: ABStore, experiment_id: str, creative_id: str, impression_id: str, duplicate: bool) -> dict:
+    path = next((a.image_path for a in store.arms(experiment_id) if a.creative_id == creative_id), None)
+    return {"experiment_id": experiment_id, "creative_id": creative_id, "impression_id": impression_id,
+            "image_path": path, "duplicate": duplicate}
 
 
 def results(

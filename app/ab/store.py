@@ -1,73 +1,105 @@
-"""SQLite store of A/B experiments: creatives, impressions, clicks and pairwise votes.
+"""The A/B store of experiments: creatives, impressions, clicks and pairwise votes, on SQLite (the
+embedded default, a file) or PostgreSQL (`postgresql://...`, a server for teams that outgrow one
+machine); the same SQL, the same guarantees (`app.ab.db` holds the two backends).
 
-Safe under many concurrent writers (threads, processes, HTTP requests): every operation opens its
-own connection (a sqlite3 connection must not be shared across threads), the database runs in
-WAL mode so readers never block the writer, writes take the lock up front (`BEGIN IMMEDIATE`)
-and wait on a busy timeout instead of failing. Counts are never kept in mutable counters: every
-impression, click and vote is one row, so a count is exact by construction. A client may pass an
-`event_id`; a retried request with the same id is recorded once (no doubled counts).
+Safe under many concurrent writers (threads, processes, HTTP requests): every operation is one
+transaction, and counts are never kept in mutable counters: every impression, click and vote is
+one row, so a count is exact by construction. A client may pass an `event_id`, its idempotency key,
+scoped to its experiment: a retried request with the same id is stored once and answered as a
+duplicate (`Recorded.duplicate`), the same id for a different event in the same experiment is an
+error, and the same id in another experiment is another event.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from core.errors import InputError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
+from .db import PG_SCHEMA, PostgresDB, SqliteDB, StoreUnavailable, Tx, open_db
+
+SCHEMA_VERSION = 2
+TABLES = ("experiments", "creatives", "impressions", "clicks", "votes")
+META = "atelier_meta"  # (key, value): app = atelier-ab, schema_version
+
+
+def schema(db) -> list[str]:
+    """CREATE statements for one backend (PostgreSQL needs DOUBLE PRECISION and an explicit order column)."""
+    real, seq = db.real, db.seq_column
+    return [
+        f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS experiments (
     experiment_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     segment TEXT,
     control_id TEXT,
     status TEXT NOT NULL DEFAULT 'running',
-    created_at REAL NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS creatives (
+    created_at {real} NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{{}}'
+)""",
+        f"""CREATE TABLE IF NOT EXISTS creatives (
     experiment_id TEXT NOT NULL REFERENCES experiments(experiment_id),
     creative_id TEXT NOT NULL,
     image_path TEXT,
     prompt TEXT,
-    record TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
+    record TEXT NOT NULL DEFAULT '{{}}',
+    created_at {real} NOT NULL{seq},
     PRIMARY KEY (experiment_id, creative_id)
-);
-CREATE TABLE IF NOT EXISTS impressions (
-    impression_id TEXT PRIMARY KEY,
+)""",
+        f"""CREATE TABLE IF NOT EXISTS impressions (
+    impression_id TEXT NOT NULL,
     experiment_id TEXT NOT NULL,
     creative_id TEXT NOT NULL,
     user_id TEXT,
-    ts REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS clicks (
-    click_id TEXT PRIMARY KEY,
+    ts {real} NOT NULL,
+    PRIMARY KEY (experiment_id, impression_id)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS clicks (
+    click_id TEXT NOT NULL,
     impression_id TEXT,
     experiment_id TEXT NOT NULL,
     creative_id TEXT NOT NULL,
     user_id TEXT,
-    ts REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS votes (
-    vote_id TEXT PRIMARY KEY,
+    ts {real} NOT NULL,
+    PRIMARY KEY (experiment_id, click_id)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS votes (
+    vote_id TEXT NOT NULL,
     experiment_id TEXT NOT NULL,
     winner_id TEXT NOT NULL,
     loser_id TEXT NOT NULL,
     user_id TEXT,
-    ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS impressions_arm ON impressions(experiment_id, creative_id);
-CREATE INDEX IF NOT EXISTS clicks_arm ON clicks(experiment_id, creative_id);
-CREATE UNIQUE INDEX IF NOT EXISTS clicks_once ON clicks(impression_id) WHERE impression_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS votes_exp ON votes(experiment_id);
-"""
+    ts {real} NOT NULL{seq},
+    PRIMARY KEY (experiment_id, vote_id)
+)""",
+        "CREATE INDEX IF NOT EXISTS impressions_arm ON impressions(experiment_id, creative_id)",
+        "CREATE INDEX IF NOT EXISTS impressions_id ON impressions(impression_id)",
+        "CREATE INDEX IF NOT EXISTS clicks_arm ON clicks(experiment_id, creative_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS clicks_once ON clicks(experiment_id, impression_id) "
+        "WHERE impression_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS votes_exp ON votes(experiment_id)",
+    ]
+
+
+class Recorded(str):
+    """The id of a recorded event (a str, as before), and whether this call was a duplicate of one already
+    stored (a retry: nothing new was written)."""
+
+    duplicate: bool
+
+    def __new__(cls, value: str, duplicate: bool = False) -> "Recorded":
+        obj = super().__new__(cls, value)
+        obj.duplicate = duplicate
+        return obj
+
+
+class EventConflict(InputError):
+    """An `event_id` reused in the same experiment for a different event."""
 
 
 @dataclass
@@ -111,46 +143,99 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+MAX_ID_CHARS = 200
+
+
+def _event_id(event_id: str | None) -> str:
+    """The caller's idempotency key (checked: non-empty text, no control characters), or a new one."""
+    if event_id is None:
+        return _new_id()
+    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > MAX_ID_CHARS \
+            or any(ord(c) < 32 for c in event_id):
+        raise InputError(f"event_id must be 1..{MAX_ID_CHARS} characters of text without control characters")
+    return event_id
+
+
 class ABStore:
-    """The A/B database at `path`; cheap to construct, safe to share across threads."""
+    """The A/B database at `path` (a SQLite file) or a `postgresql://` DSN; cheap to construct, safe to
+    share across threads."""
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0):
-        self.path = Path(path)
-        self.busy_timeout_s = busy_timeout_s
-        if self.path.exists() and self.path.is_dir():
-            raise InputError("A/B database path is a folder, expected a file", path=str(self.path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with self._connect() as con:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise InputError(f"not an A/B database ({e})", path=str(self.path)) from None
+        self.db: SqliteDB | PostgresDB = open_db(path, busy_timeout_s)
+        self.path = self.db.path  # the file (SQLite) or the DSN without its password (PostgreSQL)
+        self.backend = self.db.kind
+        self._open_schema()
 
-    # --- connections -------------------------------------------------------------------------
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One connection per call: correct across threads and processes, and cheap for SQLite.
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        try:
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            con.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
-            con.execute("PRAGMA foreign_keys=ON")
-            yield con
-        finally:
-            con.close()
+    # --- schema ------------------------------------------------------------------------------
+    def _open_schema(self) -> None:
+        """Create or upgrade the schema; another application's database is refused before anything is
+        written to it (its tables are read first)."""
+        existing = self.db.tables()
+        foreign = sorted(existing - set(TABLES) - {META} - {n + "_v1" for n in TABLES})
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise InputError(f"not an A/B database: it holds other tables ({shown}); give a new file or "
+                             "an Atelier A/B database", self.path)
+        version = self.db.run(lambda tx: self._version(tx, existing), write=False)
+        if version is not None and version > SCHEMA_VERSION:
+            raise InputError(f"A/B database schema {version} is newer than this Atelier ({SCHEMA_VERSION})",
+                             self.path)
+        if version == SCHEMA_VERSION:
+            return
+        self.db.prepare()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the lock at BEGIN, so it never deadlocks on upgrade."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        def create(tx: Tx) -> None:
+            now = {r[0] for r in tx.all(*self._tables_sql())}
+            if now and META not in now and "votes" in now:
+                self._upgrade_v1(tx)
+            for stmt in schema(self.db):
+                tx.run(stmt)
+            tx.run(f"INSERT INTO {META} (key, value) VALUES ('app', 'atelier-ab') ON CONFLICT (key) DO NOTHING")
+            tx.run(f"INSERT INTO {META} (key, value) VALUES ('schema_version', ?) "
+                   "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (str(SCHEMA_VERSION),))
+
+        self.db.run(create, write=True)
+
+    def _tables_sql(self) -> tuple[str, tuple]:
+        if self.backend == "sqlite":
+            return "SELECT name FROM sqlite_master WHERE type='table'", ()
+        return "SELECT table_name FROM information_schema.tables WHERE table_schema=?", (PG_SCHEMA,)
+
+    def _version(self, tx: Tx, existing: set[str]) -> int | None:
+        if META not in existing:
+            return None
+        row = tx.one(f"SELECT value FROM {META} WHERE key='schema_version'")
+        app = tx.one(f"SELECT value FROM {META} WHERE key='app'")
+        if app is not None and app[0] != "atelier-ab":
+            raise InputError(f"not an A/B database (it belongs to {app[0]!r})", self.path)
+        try:
+            return int(row[0]) if row else None
+        except ValueError:
+            raise InputError("not an A/B database (bad schema_version)", self.path) from None
+
+    def _upgrade_v1(self, tx: Tx) -> None:
+        """Schema 1 (SQLite, before PostgreSQL): event ids were unique across experiments. Copy the event
+        tables into the experiment-scoped ones, in the same transaction."""
+        for table in ("impressions", "clicks", "votes"):
+            tx.run(f"ALTER TABLE {table} RENAME TO {table}_v1")
+        for idx in ("impressions_arm", "clicks_arm", "clicks_once", "votes_exp"):
+            tx.run(f"DROP INDEX IF EXISTS {idx}")
+        for stmt in schema(self.db):
+            tx.run(stmt)
+        tx.run("INSERT INTO impressions (impression_id, experiment_id, creative_id, user_id, ts) "
+               "SELECT impression_id, experiment_id, creative_id, user_id, ts FROM impressions_v1")
+        tx.run("INSERT INTO clicks (click_id, impression_id, experiment_id, creative_id, user_id, ts) "
+               "SELECT click_id, impression_id, experiment_id, creative_id, user_id, ts FROM clicks_v1")
+        tx.run("INSERT INTO votes (vote_id, experiment_id, winner_id, loser_id, user_id, ts) "
+               "SELECT vote_id, experiment_id, winner_id, loser_id, user_id, ts FROM votes_v1 ORDER BY rowid")
+        for table in ("impressions", "clicks", "votes"):
+            tx.run(f"DROP TABLE {table}_v1")
+
+    def _write(self, fn):
+        return self.db.run(fn, write=True)
+
+    def _read(self, fn):
+        return self.db.run(fn, write=False)
 
     # --- experiments and creatives -----------------------------------------------------------
     def create_experiment(
@@ -165,14 +250,15 @@ class ABStore:
         if not name or not name.strip():
             raise InputError("experiment name is empty")
         exp_id = experiment_id or name
-        with self._write() as con:
-            if con.execute("SELECT 1 FROM experiments WHERE experiment_id=?", (exp_id,)).fetchone():
+
+        def go(tx: Tx) -> str:
+            if tx.one("SELECT 1 FROM experiments WHERE experiment_id=?", (exp_id,)):
                 raise InputError(f"experiment {exp_id!r} already exists", path=str(self.path))
-            con.execute(
-                "INSERT INTO experiments (experiment_id, name, segment, created_at, meta) VALUES (?,?,?,?,?)",
-                (exp_id, name, segment, time.time(), json.dumps(meta or {})),
-            )
-        return exp_id
+            tx.run("INSERT INTO experiments (experiment_id, name, segment, created_at, meta) VALUES (?,?,?,?,?)",
+                   (exp_id, name, segment, time.time(), json.dumps(meta or {})))
+            return exp_id
+
+        return self._write(go)
 
     def add_creative(
         self,
@@ -187,78 +273,104 @@ class ABStore:
         """Add a creative to an experiment; `control=True` makes it the baseline to beat."""
         if not creative_id:
             raise InputError("creative id is empty")
-        with self._write() as con:
-            self._require_experiment(con, experiment_id)
-            exists = con.execute(
-                "SELECT 1 FROM creatives WHERE experiment_id=? AND creative_id=?", (experiment_id, creative_id)
-            ).fetchone()
-            if exists:
+        from core.io import dumps_json
+
+        def go(tx: Tx) -> None:
+            self._require_experiment(tx, experiment_id)
+            if tx.one("SELECT 1 FROM creatives WHERE experiment_id=? AND creative_id=?", (experiment_id, creative_id)):
                 raise InputError(f"creative {creative_id!r} is already in experiment {experiment_id!r}")
-            con.execute(
-                "INSERT INTO creatives (experiment_id, creative_id, image_path, prompt, record, created_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (experiment_id, creative_id, image_path, prompt, json.dumps(record or {}), time.time()),
-            )
-            has_control = con.execute(
-                "SELECT control_id FROM experiments WHERE experiment_id=?", (experiment_id,)
-            ).fetchone()[0]
+            tx.run("INSERT INTO creatives (experiment_id, creative_id, image_path, prompt, record, created_at) "
+                   "VALUES (?,?,?,?,?,?)",
+                   (experiment_id, creative_id, image_path, prompt, dumps_json(record or {}), time.time()))
+            has_control = tx.one("SELECT control_id FROM experiments WHERE experiment_id=?", (experiment_id,))[0]
             if control or has_control is None:  # the first creative is the control unless told otherwise
-                con.execute(
-                    "UPDATE experiments SET control_id=? WHERE experiment_id=?", (creative_id, experiment_id)
-                )
+                tx.run("UPDATE experiments SET control_id=? WHERE experiment_id=?", (creative_id, experiment_id))
+
+        self._write(go)
 
     def set_status(self, experiment_id: str, status: str, *, winner: str | None = None) -> None:
         """Mark an experiment 'running' or 'stopped'; a stopped one serves `winner` (default: its control)."""
         if status not in ("running", "stopped"):
             raise InputError(f"status must be 'running' or 'stopped', got {status!r}")
-        with self._write() as con:
-            exp = self._require_experiment(con, experiment_id)
+
+        def go(tx: Tx) -> None:
+            exp = self._require_experiment(tx, experiment_id)
             if winner is not None:
-                self._require_creative(con, experiment_id, winner)
+                self._require_creative(tx, experiment_id, winner)
             meta = {**exp.meta, "winner": winner}
-            con.execute(
-                "UPDATE experiments SET status=?, meta=? WHERE experiment_id=?",
-                (status, json.dumps(meta), experiment_id),
-            )
+            tx.run("UPDATE experiments SET status=?, meta=? WHERE experiment_id=?",
+                   (status, json.dumps(meta), experiment_id))
+
+        self._write(go)
 
     def experiment(self, experiment_id: str) -> Experiment:
         """Read one experiment (InputError if unknown)."""
-        with self._connect() as con:
-            return self._require_experiment(con, experiment_id)
+        return self._read(lambda tx: self._require_experiment(tx, experiment_id))
 
     def experiments(self) -> list[Experiment]:
         """All experiments, oldest first."""
-        with self._connect() as con:
-            rows = con.execute("SELECT * FROM experiments ORDER BY created_at, experiment_id").fetchall()
+        rows = self._read(lambda tx: tx.all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments "
+                                            "ORDER BY created_at, experiment_id"))
         return [_experiment(r) for r in rows]
 
-    def _require_experiment(self, con: sqlite3.Connection, experiment_id: str) -> Experiment:
-        row = con.execute("SELECT * FROM experiments WHERE experiment_id=?", (experiment_id,)).fetchone()
+    def _require_experiment(self, tx: Tx, experiment_id: str) -> Experiment:
+        row = tx.one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE experiment_id=?", (experiment_id,))
         if row is None:
             raise InputError(f"unknown experiment {experiment_id!r}", path=str(self.path))
         return _experiment(row)
 
-    def _require_creative(self, con: sqlite3.Connection, experiment_id: str, creative_id: str) -> None:
-        row = con.execute(
-            "SELECT 1 FROM creatives WHERE experiment_id=? AND creative_id=?", (experiment_id, creative_id)
-        ).fetchone()
+    def _require_creative(self, tx: Tx, experiment_id: str, creative_id: str) -> None:
+        row = tx.one("SELECT 1 FROM creatives WHERE experiment_id=? AND creative_id=?", (experiment_id, creative_id))
         if row is None:
-            self._require_experiment(con, experiment_id)
+            self._require_experiment(tx, experiment_id)
             raise InputError(f"unknown creative {creative_id!r} in experiment {experiment_id!r}")
 
     # --- events ------------------------------------------------------------------------------
+    def _insert_event(self, tx: Tx, table: str, key: str, row: dict[str, Any], same: tuple[str, ...],
+                      what: str) -> Recorded:
+        """Insert one keyed event row; an existing row with the same key in the same experiment is a
+        duplicate when its `same` fields match (a retry), an EventConflict when they do not."""
+        exp, event_id = row["experiment_id"], row[key]
+        cols = tuple(row)
+        inserted = tx.run(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                          f"ON CONFLICT DO NOTHING", tuple(row[c] for c in cols))
+        if inserted == 1:
+            return Recorded(event_id)
+        old = tx.one(f"SELECT {', '.join(same)} FROM {table} WHERE experiment_id=? AND {key}=?", (exp, event_id))
+        if old is None:  # the conflict was on another unique key (a click on an already clicked impression)
+            return self._duplicate_click(tx, row)
+        if tuple(old) != tuple(row[c] for c in same):
+            raise EventConflict(f"event_id {event_id!r} was already used in experiment {exp!r} for a different "
+                                f"{what}; send a new event_id for a new {what}")
+        return Recorded(event_id, duplicate=True)
+
+    def _duplicate_click(self, tx: Tx, row: dict[str, Any]) -> Recorded:
+        old = tx.one("SELECT click_id FROM clicks WHERE experiment_id=? AND impression_id=?",
+                     (row["experiment_id"], row.get("impression_id")))
+        if old is None:  # cannot happen: the insert conflicted on something
+            raise StoreUnavailable("the A/B database refused a click for no visible reason", self.path)
+        return Recorded(old[0], duplicate=True)
+
     def record_impression(
         self, experiment_id: str, creative_id: str, *, user_id: str | None = None, event_id: str | None = None
-    ) -> str:
+    ) -> Recorded:
         """Record that `creative_id` was shown; returns the impression id (idempotent on `event_id`)."""
-        imp_id = event_id or _new_id()
-        with self._write() as con:
-            self._require_creative(con, experiment_id, creative_id)
-            con.execute(
-                "INSERT OR IGNORE INTO impressions VALUES (?,?,?,?,?)",
-                (imp_id, experiment_id, creative_id, user_id, time.time()),
-            )
-        return imp_id
+        row = {"impression_id": _event_id(event_id), "experiment_id": experiment_id, "creative_id": creative_id,
+               "user_id": user_id, "ts": time.time()}
+
+        def go(tx: Tx) -> Recorded:
+            self._require_creative(tx, experiment_id, creative_id)
+            return self._insert_event(tx, "impressions", "impression_id", row, ("creative_id", "user_id"),
+                                      "impression")
+
+        return self._write(go)
+
+    def impression(self, experiment_id: str, impression_id: str) -> dict[str, Any] | None:
+        """One impression (creative, user) of an experiment, or None."""
+        row = self._read(lambda tx: tx.one(
+            "SELECT creative_id, user_id FROM impressions WHERE experiment_id=? AND impression_id=?",
+            (experiment_id, impression_id)))
+        return None if row is None else {"impression_id": impression_id, "creative_id": row[0], "user_id": row[1]}
 
     def record_click(
         self,
@@ -268,27 +380,35 @@ class ABStore:
         impression_id: str | None = None,
         user_id: str | None = None,
         event_id: str | None = None,
-    ) -> str:
-        """Record a click, by impression id (counted once per impression) or by experiment + creative."""
-        click_id = event_id or _new_id()
-        with self._write() as con:
+    ) -> Recorded:
+        """Record a click, by impression id (counted once per impression) or by experiment + creative.
+
+        A second click on an impression is answered as a duplicate with the first click's id."""
+        click_id = _event_id(event_id)
+
+        def go(tx: Tx) -> Recorded:
+            exp, creative, user = experiment_id, creative_id, user_id
             if impression_id is not None:
-                row = con.execute(
-                    "SELECT experiment_id, creative_id, user_id FROM impressions WHERE impression_id=?",
-                    (impression_id,),
-                ).fetchone()
-                if row is None:
+                sql = "SELECT experiment_id, creative_id, user_id FROM impressions WHERE impression_id=?"
+                args: tuple = (impression_id,)
+                if exp is not None:
+                    sql, args = sql + " AND experiment_id=?", (impression_id, exp)
+                rows = tx.all(sql, args)
+                if not rows:
                     raise InputError(f"unknown impression {impression_id!r}")
-                experiment_id, creative_id = row[0], row[1]
-                user_id = user_id or row[2]
-            elif experiment_id is None or creative_id is None:
+                if len(rows) > 1:
+                    raise InputError(f"impression {impression_id!r} exists in several experiments; "
+                                     "give the experiment too")
+                exp, creative = rows[0][0], rows[0][1]
+                user = user or rows[0][2]
+            elif exp is None or creative is None:
                 raise InputError("a click needs an impression id, or an experiment and a creative id")
-            self._require_creative(con, experiment_id, creative_id)
-            con.execute(
-                "INSERT OR IGNORE INTO clicks VALUES (?,?,?,?,?,?)",
-                (click_id, impression_id, experiment_id, creative_id, user_id, time.time()),
-            )
-        return click_id
+            self._require_creative(tx, exp, creative)
+            row = {"click_id": click_id, "impression_id": impression_id, "experiment_id": exp,
+                   "creative_id": creative, "user_id": user, "ts": time.time()}
+            return self._insert_event(tx, "clicks", "click_id", row, ("impression_id", "creative_id"), "click")
+
+        return self._write(go)
 
     def record_vote(
         self,
@@ -298,56 +418,67 @@ class ABStore:
         *,
         user_id: str | None = None,
         event_id: str | None = None,
-    ) -> str:
+    ) -> Recorded:
         """Record that a person preferred `winner_id` over `loser_id` (idempotent on `event_id`)."""
         if winner_id == loser_id:
             raise InputError("a vote needs two different creatives")
-        vote_id = event_id or _new_id()
-        with self._write() as con:
-            self._require_creative(con, experiment_id, winner_id)
-            self._require_creative(con, experiment_id, loser_id)
-            con.execute(
-                "INSERT OR IGNORE INTO votes VALUES (?,?,?,?,?,?)",
-                (vote_id, experiment_id, winner_id, loser_id, user_id, time.time()),
-            )
-        return vote_id
+        row = {"vote_id": _event_id(event_id), "experiment_id": experiment_id, "winner_id": winner_id,
+               "loser_id": loser_id, "user_id": user_id, "ts": time.time()}
+
+        def go(tx: Tx) -> Recorded:
+            self._require_creative(tx, experiment_id, winner_id)
+            self._require_creative(tx, experiment_id, loser_id)
+            return self._insert_event(tx, "votes", "vote_id", row, ("winner_id", "loser_id", "user_id"), "vote")
+
+        return self._write(go)
 
     # --- reads -------------------------------------------------------------------------------
     def arms(self, experiment_id: str) -> list[ArmStats]:
         """Impression and click counts of every creative in an experiment, in insertion order."""
-        with self._connect() as con:
-            self._require_experiment(con, experiment_id)
-            rows = con.execute(
-                """
+        def go(tx: Tx) -> list[tuple]:
+            self._require_experiment(tx, experiment_id)
+            return tx.all(
+                f"""
                 SELECT c.creative_id, c.image_path, c.prompt, c.record,
                   (SELECT COUNT(*) FROM impressions i WHERE i.experiment_id=c.experiment_id AND i.creative_id=c.creative_id),
                   (SELECT COUNT(*) FROM clicks k WHERE k.experiment_id=c.experiment_id AND k.creative_id=c.creative_id)
-                FROM creatives c WHERE c.experiment_id=? ORDER BY c.created_at, c.rowid
+                FROM creatives c WHERE c.experiment_id=? ORDER BY c.created_at, c.{self.db.order}
                 """,
                 (experiment_id,),
-            ).fetchall()
-        return [
-            ArmStats(r[0], impressions=r[4], clicks=r[5], image_path=r[1], prompt=r[2], record=json.loads(r[3]))
-            for r in rows
-        ]
+            )
+
+        return [ArmStats(r[0], impressions=int(r[4]), clicks=int(r[5]), image_path=r[1], prompt=r[2],
+                         record=_json(r[3])) for r in self._read(go)]
 
     def votes(self, experiment_id: str) -> list[Vote]:
         """All pairwise votes of an experiment, oldest first."""
-        with self._connect() as con:
-            self._require_experiment(con, experiment_id)
-            rows = con.execute(
-                "SELECT * FROM votes WHERE experiment_id=? ORDER BY ts, rowid", (experiment_id,)
-            ).fetchall()
-        return [Vote(*r) for r in rows]
+        def go(tx: Tx) -> list[tuple]:
+            self._require_experiment(tx, experiment_id)
+            return tx.all("SELECT vote_id, experiment_id, winner_id, loser_id, user_id, ts FROM votes "
+                          f"WHERE experiment_id=? ORDER BY ts, {self.db.order}", (experiment_id,))
+
+        return [Vote(*r) for r in self._read(go)]
 
     def counts(self) -> dict[str, int]:
         """Total rows per event table (what a load test compares with what it sent)."""
-        with self._connect() as con:
-            return {
-                t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("experiments", "creatives", "impressions", "clicks", "votes")
-            }
+        return self._read(lambda tx: {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in TABLES})
+
+    def event_ids(self, table: str) -> list[tuple[str, str]]:
+        """(experiment_id, event id) of every row of an event table (what a load test audits)."""
+        key = {"impressions": "impression_id", "clicks": "click_id", "votes": "vote_id"}[table]
+        return [tuple(r) for r in self._read(lambda tx: tx.all(f"SELECT experiment_id, {key} FROM {table}"))]
+
+
+EXPERIMENT_COLUMNS = "experiment_id, name, segment, control_id, status, created_at, meta"
+
+
+def _json(text: str) -> dict:
+    try:
+        out = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def _experiment(row: tuple) -> Experiment:
-    return Experiment(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+    return Experiment(row[0], row[1], row[2], row[3], row[4], row[5], _json(row[6]))

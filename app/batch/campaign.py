@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import InputError
 from core import limits
+from core.errors import InputError
 from core.validate import check_prompt, parse_size
 from core.yamlio import YamlDocument, parse_yaml, read_yaml
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 
 from core.validate import parse_size
@@ -47,8 +46,9 @@ class Job:
 
 def _safe(text: str, limit: int = 48) -> str:
     """A file-name-safe version of an id (the hash in the job id keeps distinct ids distinct)."""
-    s = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:limit]
-    return s or "_"
+    from core.paths import slug
+
+    return slug(text, limit)
 
 
 def _sizes(campaign: Campaign, fmt: str) -> list[tuple[int, int] | None]:

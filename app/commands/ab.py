@@ -8,14 +8,19 @@ from typing import Optional
 
 import typer
 
+from app.commands import options
+
 app = typer.Typer(help="A/B ranking: experiments, Thompson sampling, votes, exports, simulation.", no_args_is_help=True)
 
-DEFAULT_DB = Path("outputs/ab.sqlite")
-DbOpt = typer.Option(DEFAULT_DB, "--db", envvar="ATELIER_AB_DB", help="SQLite file of the A/B store.")
+DEFAULT_DB = "outputs/ab.sqlite"
+DbOpt = typer.Option(DEFAULT_DB, "--db", envvar="ATELIER_AB_DB",
+                     help="The A/B store: a SQLite file, or a PostgreSQL DSN (postgresql://user@host/db).")
+EventOpt = typer.Option(None, "--event-id",
+                        help="Idempotency key: a retry with the same id is stored once (reported as a duplicate).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON to stdout.")
 
 
-def _store(db: Path):
+def _store(db: str | Path):
     from app.ab.store import ABStore
 
     return ABStore(db)
@@ -36,7 +41,7 @@ def _emit(obj, as_json: bool, text: str | None = None, json_out: Path | None = N
 def create(
     name: str = typer.Argument(..., help="Experiment name (also its id)."),
     segment: Optional[str] = typer.Option(None, help="Audience segment the experiment serves."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Create an experiment."""
@@ -55,7 +60,7 @@ def add(
     user: Optional[str] = typer.Option(None, help="With --manifest: only creatives made for this user/segment."),
     format: Optional[str] = typer.Option(None, "--format", help="With --manifest: only this format "
                                          "(product, background, banner, outfit)."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Add one creative, or all creatives of a batch manifest, to an experiment."""
@@ -98,8 +103,8 @@ def add(
 def serve_once_cmd(
     experiment: str = typer.Argument(..., help="Experiment id."),
     user: Optional[str] = typer.Option(None, help="User the creative is shown to."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the Thompson draw (default: random)."),
-    db: Path = DbOpt,
+    seed: Optional[int] = typer.Option(None, help="Seed of the Thompson draw (default: random).", callback=options.check_seed),
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Choose a creative by Thompson sampling and record its impression."""
@@ -114,12 +119,17 @@ def serve_once_cmd(
 @app.command("click")
 def click(
     impression_id: str = typer.Argument(..., help="Impression id printed by serve-once."),
-    db: Path = DbOpt,
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="The impression's experiment (needed "
+                                             "only when the id is used in several)."),
+    event_id: Optional[str] = EventOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Record a click on an impression (counted once per impression)."""
-    click_id = _store(db).record_click(impression_id=impression_id)
-    _emit({"click_id": click_id, "impression_id": impression_id}, as_json, f"click {click_id}")
+    """Record a click on an impression (counted once per impression; a second one is reported as a duplicate)."""
+    click_id = _store(db).record_click(impression_id=impression_id, experiment_id=experiment, event_id=event_id)
+    _emit({"click_id": click_id, "impression_id": impression_id, "duplicate": click_id.duplicate}, as_json,
+          f"click {click_id}" + (" (duplicate: this impression's click was already recorded)"
+                                 if click_id.duplicate else ""))
 
 
 @app.command("vote")
@@ -128,16 +138,18 @@ def vote(
     winner: str = typer.Argument(..., help="Creative preferred."),
     loser: str = typer.Argument(..., help="Creative not preferred."),
     user: Optional[str] = typer.Option(None, help="Who voted."),
-    db: Path = DbOpt,
+    event_id: Optional[str] = EventOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Record a pairwise vote: WINNER was preferred over LOSER."""
-    vote_id = _store(db).record_vote(experiment, winner, loser, user_id=user)
-    _emit({"vote_id": vote_id}, as_json, f"vote {vote_id}")
+    vote_id = _store(db).record_vote(experiment, winner, loser, user_id=user, event_id=event_id)
+    _emit({"vote_id": vote_id, "duplicate": vote_id.duplicate}, as_json,
+          f"vote {vote_id}" + (" (duplicate: already recorded, not stored again)" if vote_id.duplicate else ""))
 
 
 @app.command("list")
-def list_cmd(db: Path = DbOpt, as_json: bool = JsonOpt) -> None:
+def list_cmd(db: str = DbOpt, as_json: bool = JsonOpt) -> None:
     """List experiments."""
     from dataclasses import asdict
 
@@ -151,9 +163,9 @@ def results_cmd(
     prob: float = typer.Option(0.95, help="Stop when the leader is best with this probability..."),
     max_loss: float = typer.Option(0.001, help="...and its expected CTR loss is below this."),
     min_impressions: int = typer.Option(100, help="Impressions every creative needs before stopping."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
 ) -> None:
     """Posterior CTRs, probability to beat control, the stopping rule, and the Bradley-Terry ranking."""
     from app.ab.service import results
@@ -182,7 +194,7 @@ def stop(
     experiment: str = typer.Argument(..., help="Experiment id."),
     winner: Optional[str] = typer.Option(None, help="Creative to serve from now on (default: the stopping "
                                          "rule's winner if it has one, else the control)."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
 ) -> None:
     """Stop an experiment: from now on it serves one creative to everyone."""
     from app.ab.service import results
@@ -198,10 +210,10 @@ def stop(
 @app.command("export-pairs")
 def export_pairs(
     experiment: str = typer.Argument(..., help="Experiment id."),
-    out: Path = typer.Option(..., "--out", help="JSONL file to write (prompt, chosen, rejected image paths)."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (prompt, chosen, rejected image paths).", callback=options.out_file),
     source: str = typer.Option("votes", help="votes | bradley-terry | ctr"),
     min_prob: float = typer.Option(0.6, help="bradley-terry/ctr: minimum probability that chosen beats rejected."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Export preference pairs for Diffusion-DPO (`atelier finetune dpo --pairs OUT`)."""
@@ -224,7 +236,7 @@ def rank_cmd(
                                          "(product, background, banner, outfit)."),
     top: Optional[int] = typer.Option(None, min=1, help="Keep the best K."),
     add_to: Optional[str] = typer.Option(None, help="Add the kept creatives to this experiment (created if new)."),
-    db: Path = DbOpt,
+    db: str = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Rank candidate creatives offline by predicted CTR, before spending traffic on them."""
@@ -278,7 +290,7 @@ def load_test(
     retry_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Share of requests each client sends twice."),
     direct: bool = typer.Option(False, "--direct", help="Call the store from threads instead of over HTTP."),
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
 ) -> None:
     """Loopback load test: N clients at once through the HTTP API, then stored counts vs sent (exit 1 if off)."""
     from app.ab.loadtest import run_load_test
@@ -300,12 +312,12 @@ def simulate_cmd(
     rounds: int = typer.Option(5000, min=1, help="Impressions per run."),
     creatives: int = typer.Option(6, min=2, help="Creatives competing (demo-shop items as ads)."),
     runs: int = typer.Option(5, min=1, help="Independent runs (seeds seed..seed+runs-1)."),
-    seed: int = typer.Option(0, min=0, help="First seed."),
+    seed: int = typer.Option(0, min=0, help="First seed.", callback=options.check_seed),
     format: str = typer.Option("banner", help="Ad format of the oracle click model: banner | product."),
     segment: Optional[str] = typer.Option(None, help="Only users of this demo-shop segment."),
     shop: Optional[Path] = typer.Option(None, help="Demo shop folder (default: the shipped one)."),
     as_json: bool = JsonOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON here.", callback=options.out_file),
     plot: Optional[Path] = typer.Option(None, help="Also plot the regret curves to this PNG."),
 ) -> None:
     """Thompson sampling vs uniform A/B on the demo shop's oracle click model, same traffic and seeds."""

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from app.commands import options
+
 
 def batch(
     campaign: Annotated[Path, typer.Argument(help="Campaign YAML (see assets/campaigns/demo.yaml).")],
@@ -16,12 +18,12 @@ def batch(
     processes: Annotated[int, typer.Option("--processes", min=1, help="Split the jobs over N processes "
                                            "(one per GPU when there are several); or use `accelerate launch "
                                            "-m app.batch CAMPAIGN`.")] = 1,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N (default: CUDA when present).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N (default: CUDA when present).", callback=options.device)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the jobs; render nothing.")] = False,
     max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="Render at most N pending jobs "
                                                      "(a rerun continues).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the summary here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the summary here.", callback=options.out_file)] = None,
 ) -> None:
     """Generate a campaign's images, manifest and contact sheet; rerunning skips what is done and verified."""
     from core.io import atomic_write_json

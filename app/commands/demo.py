@@ -11,7 +11,7 @@ from app.commands import options
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.")] = Path("outputs/demo"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.", callback=options.out_dir)] = Path("outputs/demo"),
     users: Annotated[int, typer.Option("--users", min=1, max=20, help="How many shoppers to show.")] = 3,
     candidates: Annotated[int, options.candidates("Product candidates per shopper.")] = 4,
     steps: Annotated[int, options.steps()] = 20,

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from app.commands import options
+
 app = typer.Typer(help="Evaluate the shipped demo text-to-image model.", no_args_is_help=True)
 
 
@@ -16,15 +18,15 @@ def eval_cmd(
     n: int = typer.Option(200, help="Images to generate (cycling over the held-out captions)."),
     steps: int = typer.Option(20, help="DDIM steps."),
     guidance: float = typer.Option(4.0, help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, help="Image i uses seed + i."),
+    seed: int = typer.Option(0, help="Image i uses seed + i.", callback=options.check_seed),
     classifier: Optional[Path] = typer.Option(None, help="Attribute-classifier folder (default: the shipped one)."),
     scorer: str = typer.Option("demo", help="open_clip scorer: 'demo', a folder, or 'none'."),
     controlnet: str = typer.Option("demo-controlnet", help="ControlNet whose edge fidelity to measure, or 'none'."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the first 60 images here."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present).", callback=options.device),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default ATELIER_THREADS or 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the metrics JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the metrics JSON here.", callback=options.out_file),
 ) -> None:
     """Generate held-out captions and read color / category / pattern back with the attribute classifier."""
     from core.errors import InputError

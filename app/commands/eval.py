@@ -29,9 +29,9 @@ def personalization(
     outfits: Annotated[bool, typer.Option("--outfits/--no-outfits", help="Also evaluate outfit retrieval.")] = True,
     classifier: Annotated[Optional[Path], typer.Option("--classifier", help="Attribute classifier folder (default: the demo one).")] = None,
     scorer: Annotated[str, typer.Option("--scorer", help="Scorer: 'demo' or an open_clip folder.")] = "demo",
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N.", callback=options.device)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.", callback=options.out_file)] = None,
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
     from app.evaluation import evaluate_personalization

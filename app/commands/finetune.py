@@ -10,12 +10,14 @@ from typing import List, Optional
 
 import typer
 
+from app.commands import options
+
 app = typer.Typer(help="Fine-tune: LoRA, DPO, reward model, preference adapter, demo model.", no_args_is_help=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print the report as JSON on stdout.")
-JSON_OUT_OPT = typer.Option(None, "--json-out", help="Also write the JSON report to this file (atomically).")
+JSON_OUT_OPT = typer.Option(None, "--json-out", help="Also write the JSON report to this file (atomically).", callback=options.out_file)
 THREADS_OPT = typer.Option(None, help="Torch CPU threads (default ATELIER_THREADS or 1).")
-DEVICE_OPT = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present).")
+DEVICE_OPT = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present).", callback=options.device)
 CLASSIFIER_OPT = typer.Option(None, help="Attribute classifier folder that reads generated images for the oracle "
                               "(default: the shipped demo one).")
 
@@ -70,7 +72,7 @@ def _setup(threads: Optional[int], device: Optional[str]) -> Optional[str]:
 def lora(
     data: Path = typer.Argument(..., help="Image+caption folder (x.png + x.txt, or metadata.jsonl) or a catalog."),
     base_model: str = typer.Option("demo", help="Base model: 'demo' or a local diffusers folder."),
-    out: Path = typer.Option(Path("runs/lora"), help="Output folder: LoRA weights, checkpoints, validation images."),
+    out: Path = typer.Option(Path("runs/lora"), help="Output folder: LoRA weights, checkpoints, validation images.", callback=options.out_dir),
     rank: int = typer.Option(8, help="LoRA rank."),
     alpha: Optional[float] = typer.Option(None, help="LoRA alpha (default: = rank)."),
     learning_rate: float = typer.Option(1e-4, help="Peak learning rate (cosine decay)."),
@@ -81,7 +83,7 @@ def lora(
     caption_dropout: float = typer.Option(0.1, help="Share of captions replaced by '' (keeps guidance working)."),
     train_text_encoder: bool = typer.Option(False, help="Also put LoRA on the text encoder."),
     resolution: Optional[int] = typer.Option(None, help="Training size in pixels (default: the model's)."),
-    seed: int = typer.Option(0, help="Seed for LoRA init, batches and noise."),
+    seed: int = typer.Option(0, help="Seed for LoRA init, batches and noise.", callback=options.check_seed),
     checkpoint_every: int = typer.Option(100, help="Checkpoint every N steps (0: only at the end)."),
     checkpoint_limit: int = typer.Option(2, help="Keep at most this many checkpoints."),
     validate_every: int = typer.Option(0, help="Validation images every N steps (0: off)."),
@@ -120,7 +122,7 @@ def reward(
     recommender: str = typer.Option("ease", help="Recommender for user embeddings: ease | itemknn | mostpop."),
     user_embedding: str = typer.Option("taste", help="taste (attribute choice model over the history) | "
                                        "condition (the recommender's condition embedding) | profile (history mean)."),
-    out: Path = typer.Option(Path("runs/reward"), help="Output folder for config.json + model.safetensors."),
+    out: Path = typer.Option(Path("runs/reward"), help="Output folder for config.json + model.safetensors.", callback=options.out_dir),
     test_share: float = typer.Option(0.2, help="Latest share of impressions held out for AUC/log-loss."),
     probes: bool = typer.Option(True, help="Add attribute probes (per-kind value probabilities) to the image features."),
     probe_source: str = typer.Option("catalog", help="catalog (classifiers fitted on the catalog's images and "
@@ -130,7 +132,7 @@ def reward(
                                    "log-loss on the demo shop: benchmarks/results/finetune_reward_grid.json)."),
     learning_rate: float = typer.Option(1e-3, help="AdamW learning rate."),
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
-    seed: int = typer.Option(0, help="Seed."),
+    seed: int = typer.Option(0, help="Seed.", callback=options.check_seed),
     threads: Optional[int] = THREADS_OPT,
     as_json: bool = JSON_OPT,
     json_out: Optional[Path] = JSON_OUT_OPT,
@@ -198,7 +200,7 @@ def dpo(
     classifier: Optional[str] = CLASSIFIER_OPT,
     eval_prompts: Optional[Path] = typer.Option(None, help="Held-out prompts file for the win rate (default: none)."),
     base_model: str = typer.Option("demo", help="Base model: 'demo' or a local diffusers folder."),
-    out: Path = typer.Option(Path("runs/dpo"), help="Output folder: LoRA weights, pairs, checkpoints."),
+    out: Path = typer.Option(Path("runs/dpo"), help="Output folder: LoRA weights, pairs, checkpoints.", callback=options.out_dir),
     candidates: int = typer.Option(8, help="Candidates per prompt when ranking."),
     pairs_per_prompt: int = typer.Option(4, help="Pairs per prompt: best vs worst, 2nd best vs 2nd worst, ..."),
     beta: float = typer.Option(2000.0, help="DPO temperature beta (Wallace et al. use 2000-5000)."),
@@ -209,7 +211,7 @@ def dpo(
     sample_steps: int = typer.Option(20, help="Denoising steps when generating candidates and for the win rate."),
     guidance: float = typer.Option(5.0, help="Guidance scale when generating."),
     eval_seeds: int = typer.Option(12, help="Seeds per held-out prompt for the win rate."),
-    seed: int = typer.Option(0, help="Seed."),
+    seed: int = typer.Option(0, help="Seed.", callback=options.check_seed),
     checkpoint_every: int = typer.Option(100, help="Checkpoint every N steps."),
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder to resume from."),
     device: Optional[str] = DEVICE_OPT,
@@ -269,7 +271,7 @@ def reward_loop(
                                      "candidates; 'oracle' picks by the true CTR instead (an upper bound)."),
     base_model: str = typer.Option("demo", help="Base model: 'demo' or a local diffusers folder."),
     prompts: Optional[Path] = typer.Option(None, help="Prompts file (default: one plain prompt per category)."),
-    out: Path = typer.Option(Path("runs/reward-loop"), help="Output folder: kept images and one LoRA per round."),
+    out: Path = typer.Option(Path("runs/reward-loop"), help="Output folder: kept images and one LoRA per round.", callback=options.out_dir),
     rounds: int = typer.Option(3, help="Rounds of generate -> filter -> LoRA-tune."),
     candidates: int = typer.Option(16, help="Candidates per prompt and round."),
     keep: float = typer.Option(0.25, help="Share of candidates kept (top predicted CTR)."),
@@ -283,7 +285,7 @@ def reward_loop(
     eval_seeds: int = typer.Option(8, help="Fresh seeds per prompt for the evaluation."),
     format: str = typer.Option("product", help="Ad format the CTR is for: product | banner."),
     classifier: Optional[str] = CLASSIFIER_OPT,
-    seed: int = typer.Option(0, help="Seed."),
+    seed: int = typer.Option(0, help="Seed.", callback=options.check_seed),
     resume: Optional[str] = typer.Option(None, help="'latest': skip the rounds recorded as finished in --out "
                                          "(loop-state.json) and go on; the same options are required."),
     threads: Optional[int] = THREADS_OPT,
@@ -332,7 +334,7 @@ def adapter(
     catalog: Optional[Path] = typer.Option(None, help="Your catalog (with --interactions) instead of the demo shop."),
     interactions: Optional[Path] = typer.Option(None, help="Your interactions CSV (users' histories)."),
     recommender: str = typer.Option("ease", help="Recommender whose conditions the adapter reads."),
-    out: Path = typer.Option(Path("runs/adapter"), help="Output folder: config.json + adapter.safetensors."),
+    out: Path = typer.Option(Path("runs/adapter"), help="Output folder: config.json + adapter.safetensors.", callback=options.out_dir),
     steps: int = typer.Option(600, help="Optimizer steps."),
     batch_size: int = typer.Option(16, help="Examples per step."),
     learning_rate: float = typer.Option(1e-3, help="Peak learning rate."),
@@ -344,7 +346,7 @@ def adapter(
                                    "for the color-match evaluation (0: skip)."),
     sample_steps: int = typer.Option(20, help="Denoising steps in the evaluation."),
     classifier: Optional[str] = CLASSIFIER_OPT,
-    seed: int = typer.Option(0, help="Seed."),
+    seed: int = typer.Option(0, help="Seed.", callback=options.check_seed),
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder to resume from."),
     device: Optional[str] = DEVICE_OPT,
     threads: Optional[int] = THREADS_OPT,
@@ -419,14 +421,14 @@ def _judge(spec: str, segment: str, classifier: Optional[str] = None):
 @app.command("demo-model")
 def demo_model(
     what: str = typer.Option("all", help="vae | decoder | classifier | clip | unet | controlnet | all (in that order)."),
-    out: Path = typer.Option(Path("runs/demo"), help="Run folder: checkpoints, caches and the trained folders."),
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder: checkpoints, caches and the trained folders.", callback=options.out_dir),
     steps: Optional[int] = typer.Option(None, help="Training steps of each chosen stage (default: the shipped run's)."),
-    seed: int = typer.Option(0, help="Seed for data, initialization and batches."),
+    seed: int = typer.Option(0, help="Seed for data, initialization and batches.", callback=options.check_seed),
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder to resume from."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present).", callback=options.device),
     install: bool = typer.Option(False, help="Copy the finished folders into assets/models/ (the shipped demo)."),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default ATELIER_THREADS or 1)."),
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the training report here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the training report here.", callback=options.out_file),
 ) -> None:
     """Train the demo Stable Diffusion, ControlNet, open_clip scorer and attribute classifier from scratch."""
     from core.io import atomic_write_json

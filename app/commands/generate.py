@@ -33,16 +33,16 @@ LoraScale = Annotated[float, options.lora_scale()]
 Adapter = Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder (preference tokens).")]
 IPAdapter = Annotated[Optional[Path], typer.Option("--ip-adapter", help="IP-Adapter .safetensors (image_encoder/ beside it).")]
 Reward = Annotated[Optional[Path], typer.Option("--reward", help="CTR reward model folder: candidates are ranked by predicted CTR.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N (default: CUDA when present).", callback=options.device)]
 Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).")]
 Seed = Annotated[int, options.seed()]
 Steps = Annotated[int, options.steps()]
 Guidance = Annotated[float, options.guidance()]
 Candidates = Annotated[int, options.candidates()]
-Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).", callback=options.out_dir)]
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
-JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.", callback=options.out_file)]
 AllowUnsafe = Annotated[bool, typer.Option("--allow-unsafe-weights", help="Also load pickle weights (.bin/.pt/.ckpt) "
                                            "you trust; unpickling them can run arbitrary code.")]
 
@@ -61,9 +61,11 @@ class Request:
 
 
 def prepare(spec, *, user, condition_file, shop, recommender, image: Optional[Path] = None,
-            mask: Optional[Path] = None, need_alpha: bool = True) -> Request:
-    """Check every file first (weights, model folder, product pictures), then resolve the condition and
-    assemble the models (each loaded once for this process)."""
+            mask: Optional[Path] = None, need_alpha: bool = True, category: Optional[str] = None,
+            items: tuple = ()) -> Request:
+    """Check every file first (weights, model folder, product pictures, the condition file), then load
+    the shop and check the catalog ids and category asked for, then assemble the models (each loaded
+    once for this process, at the first pipeline call)."""
     from app.conditions import load_shop_data, read_condition, user_condition
     from core.validate import check_product_image
     from pipelines.assemble import assemble
@@ -76,9 +78,16 @@ def prepare(spec, *, user, condition_file, shop, recommender, image: Optional[Pa
         check_product_image(image, mask, need_alpha=need_alpha)
     if (user is None) == (condition_file is None):
         raise InputError("give exactly one of --user or --condition")
+    condition = read_condition(condition_file) if condition_file is not None else None
     set_threads()
     data = load_shop_data(shop, recommender)
-    condition = user_condition(data, user) if user is not None else read_condition(condition_file)
+    if category is not None and category not in data.catalog.categories():
+        raise InputError(f"unknown category {category!r} (the catalog has {', '.join(data.catalog.categories())})")
+    for item in items:
+        if item is not None and item not in data.catalog:
+            raise InputError(f"unknown item id {item!r} (not in the shop's catalog)")
+    if condition is None:
+        condition = user_condition(data, user)
     return Request(catalog=data.catalog, condition=condition, parts=assemble(spec))
 
 
@@ -119,6 +128,11 @@ def _items(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _choice(value: Optional[str], allowed: tuple[str, ...], flag: str) -> None:
+    if value is not None and value not in allowed:
+        raise InputError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 # -- commands ----------------------------------------------------------------------------------
 @app.command("product")
 def product(
@@ -138,11 +152,13 @@ def product(
     """Personalized images of a category or a given product, ranked for the user."""
     if category is None and item is None:
         raise InputError("give --category or --item")
+    _choice(reference, ("none", "history", "product"), "--reference")
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"--strength must be in (0, 1], got {strength}")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter,
                          reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender)
-    if category is not None and category not in req.catalog.categories():
-        raise InputError(f"unknown category {category!r} (the catalog has {', '.join(req.catalog.categories())})")
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, category=category,
+                  items=(item,))
     output = req.pipeline("product")(
         req.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
         guidance=guidance, reference=reference, strength=strength, personalize=not plain)
@@ -170,11 +186,12 @@ def background(
 
     if (item is None) == (image is None):
         raise InputError("give exactly one of --item or --image")
+    _choice(mode, ("controlnet", "inpaint"), "--mode")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
                          controlnet=controlnet or (AUTO if mode != "inpaint" else None))
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
-                  mask=mask)
+                  mask=mask, items=(item,))
     output = req.pipeline("background")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None,
         mask_path=str(mask.resolve()) if mask else None, mode=mode, padding=padding, num_candidates=candidates, seed=seed,
@@ -209,7 +226,7 @@ def banner(
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
-                  need_alpha=False)
+                  need_alpha=False, items=(item,))
     output = req.pipeline("banner")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
         sizes=sizes, num_candidates=candidates, seed=seed, steps=steps, guidance=guidance)
@@ -231,19 +248,22 @@ def outfit(
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from core.io import atomic_save_image
+    from core.paths import safe_name
     from pipelines.outfit import outfit_board
 
     present = _items(items)
     if not present:
         raise InputError("give the outfit's present items with --items ID[,ID...]")
+    _choice(reference, ("none", "history"), "--reference")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender)
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, items=tuple(present))
     output = req.pipeline("outfit")(
         req.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)
     records = finish(output, out, as_json, json_out)
-    board = atomic_save_image(outfit_board(req.catalog, present, output), out / f"outfit-{req.condition.user_id}.png")
+    board = atomic_save_image(outfit_board(req.catalog, present, output),
+                              out / f"outfit-{safe_name(req.condition.user_id)}.png")  # user ids are not paths
     if not as_json:
         typer.echo(f"outfit board: {board}  retrieved: "
                    + ", ".join(f"{r['extra']['category']}={r['extra']['retrieved_item']}" for r in records))

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from app.commands import options
 from core.errors import InputError
 
 CHECKPOINT_DIR = ".checkpoint"  # inside --out: sequential models' epoch checkpoints, removed once saved
@@ -144,14 +145,14 @@ def train(
     data: str = typer.Option(..., "--data", help="Benchmark folder, interactions CSV, or 'demo'."),
     model: str = typer.Option(..., "--model", help="CF: mostpop, itemknn, ease, multivae, diffrec, ldiffrec; "
                                                    "sequential: mostpop, sasrec, gru4rec, dreamrec."),
-    out: Path = typer.Option(..., "--out", help="Folder for config.json + model.safetensors."),
-    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Folder for config.json + model.safetensors.", callback=options.out_dir),
+    seed: int = typer.Option(0, "--seed", callback=options.check_seed),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `models:` hyperparameters."),
     set_: list[str] = typer.Option([], "--set", help="Override one hyperparameter, e.g. --set epochs=5."),
     task: str = typer.Option("auto", "--task", help="auto, cf or seq (auto: sequential models or data -> seq)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest on a shared CPU)."),
     as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
-    json_out: Optional[Path] = typer.Option(None, "--json-out"),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", callback=options.out_file),
 ) -> None:
     """Train one model (hyperparameters from the data set's YAML), select on validation, save it.
 
@@ -202,14 +203,14 @@ def eval_(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="DreamRec: ddpm, ddim, dpmsolver (default: saved)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="DreamRec: reverse steps (default: saved)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="DreamRec: guidance weight w (default: saved)."),
-    sample_seed: Optional[int] = typer.Option(None, "--sample-seed", help="DreamRec: seed of the sampling noise."),
+    sample_seed: Optional[int] = typer.Option(None, "--sample-seed", help="DreamRec: seed of the sampling noise.", callback=options.check_seed),
     retrieval: str = typer.Option("exact", "--retrieval",
                                   help="DreamRec: exact (score all items) or ivf (top-k from the k-means index)."),
     n_probe: Optional[int] = typer.Option(None, "--n-probe", help="DreamRec with --retrieval ivf: lists probed "
                                                                   "(default: saved, 3 on zhihu)."),
     threads: int = typer.Option(1, "--threads"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    json_out: Optional[Path] = typer.Option(None, "--json-out"),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", callback=options.out_file),
 ) -> None:
     """Evaluate a saved model: CF on the test split (train rows in, train + valid masked); sequential
     models on --split with latency (ms per 1,000 rows end to end, one-history median)."""

@@ -27,10 +27,11 @@ def serve(
              "else inpainting).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder, the only folder the UI serves files from (env ATELIER_OUT; default outputs/ui).")] = None,
-    ab_db: Annotated[Optional[Path], typer.Option(
-        "--ab-db", help="A/B store (env ATELIER_AB_DB; default outputs/ab.sqlite).")] = None,
+    ab_db: Annotated[Optional[str], typer.Option(
+        "--ab-db", help="A/B store: a SQLite file or a postgresql:// DSN (env ATELIER_AB_DB; default "
+                        "outputs/ab.sqlite).")] = None,
     shop: Annotated[Optional[str], typer.Option(help="Demo shop folder (default: the shipped one).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto.", callback=options.device)] = None,
     steps: Annotated[int, options.steps("Denoising steps per image.")] = 20,
     queue_size: Annotated[int, typer.Option(min=1, help="Most requests waiting in the queue; more are refused.")] = 32,
     concurrency: Annotated[int, typer.Option(
@@ -39,15 +40,21 @@ def serve(
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (env ATELIER_THREADS, default 1).")] = None,
 ) -> None:
     """Start the Gradio UI (and the A/B HTTP API at /api/ab, OpenAPI at /docs) on 127.0.0.1."""
-    import uvicorn
+    from core.args import check_out_dir, parse_bytes
 
-    from app.ui.server import ServerLimits, build_app, parse_auth
-    from app.ui.workspace import UIConfig
+    parse_bytes(max_file_size, "--max-file-size")  # a bad size fails here, not when Gradio starts
+    check_out_dir(out, "--out")
+    from app.ui.server import parse_auth
 
     credentials = parse_auth(auth if auth is not None else os.environ.get("ATELIER_AUTH"))
     if host not in LOOPBACK and credentials is None:
         print(f"warning: serving on {host} without --auth: anyone who can reach this port can use the UI and API",
               file=sys.stderr)
+    import uvicorn
+
+    from app.ab.db import redact
+    from app.ui.server import ServerLimits, build_app
+    from app.ui.workspace import UIConfig
     from pipelines.device import set_threads
 
     set_threads(threads)
@@ -57,5 +64,5 @@ def serve(
                     limits=ServerLimits(queue_size=queue_size, concurrency=concurrency, max_file_size=max_file_size))
     shown = f"[{host}]" if ":" in host else host
     print(f"Atelier UI on http://{shown}:{port}/  (A/B API http://{shown}:{port}/api/ab, docs /docs; "
-          f"outputs {config.out_dir}; A/B store {config.ab_db})", flush=True)
+          f"outputs {config.out_dir}; A/B store {redact(str(config.ab_db))})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from app.commands import options
+
 app = typer.Typer(help="Build and inspect the demo shop.", no_args_is_help=True)
 
 
@@ -49,12 +51,12 @@ def _print(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
 
 @app.command("build")
 def build(
-    out: Annotated[Path, typer.Option("--out", help="Folder to create (must be absent or empty).")],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; 0 gives the shipped assets/demo_shop.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Folder to create (must be absent or empty).", callback=options.out_dir)],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; 0 gives the shipped assets/demo_shop.", callback=options.check_seed)] = 0,
     users: Annotated[int, typer.Option("--users", min=1, help="Number of shoppers.")] = 1200,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing demo shop folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the counts to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the counts to this JSON file.", callback=options.out_file)] = None,
 ) -> None:
     """Generate the demo shop into a temp folder beside OUT, then rename it into place."""
     from recommenders.shop import build_shop
@@ -67,7 +69,7 @@ def build(
 def info(
     path: Annotated[Optional[Path], typer.Option("--path", help="A shop folder (default: the shipped demo shop).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the counts to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the counts to this JSON file.", callback=options.out_file)] = None,
 ) -> None:
     """Print the shop's counts: items, categories, colors, patterns, styles, users, interactions, outfits, impressions."""
     _print(shop_counts(path), as_json, json_out)

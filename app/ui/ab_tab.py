@@ -129,8 +129,9 @@ def results_tables(ws: Workspace, experiment_id: str) -> tuple[list[list], list[
 def export_pairs(ws: Workspace, experiment_id: str, out_dir: Path, source: str = "votes") -> tuple[Path, dict]:
     """Write the experiment's preference pairs (JSONL for `atelier finetune dpo`) into `out_dir`."""
     from app.ab.export import preference_pairs, write_pairs
+    from core.paths import safe_name
 
-    path = Path(out_dir) / f"pairs-{experiment_id}-{source}.jsonl"
+    path = Path(out_dir) / f"pairs-{safe_name(experiment_id)}-{safe_name(source)}.jsonl"  # ids are not paths
     stats = write_pairs(preference_pairs(store(ws), experiment_id, source=source), path)
     return path, stats
 

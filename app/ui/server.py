@@ -13,8 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from core.args import parse_bytes
 from core.errors import InputError
 
+from .http_limits import API_BODY_BYTES, BodyLimit
 from .workspace import UIConfig, Unavailable, Workspace
 
 TABS = (  # (module in app.ui, tab label, elem id)
@@ -32,7 +34,7 @@ class ServerLimits:
 
     queue_size: int = 32  # waiting events beyond this are refused with "queue full"
     concurrency: int = 1  # generation jobs running at once per event (CPU: one at a time is fastest)
-    max_file_size: str = "20mb"
+    max_file_size: str | int = "20mb"  # a size such as 20mb, or bytes
 
 
 def parse_auth(spec: str | None) -> tuple[str, str] | None:
@@ -75,8 +77,13 @@ def _api_router(auth: tuple[str, str] | None, ws: Workspace):
     router = make(ws.config.ab_db) if make is not None else getattr(api, "router", None)
     if router is None:
         return None
+    return router, _auth_dependencies(auth)
+
+
+def _auth_dependencies(auth: tuple[str, str] | None) -> list:
+    """FastAPI dependencies that require HTTP basic auth with `auth` (none without auth)."""
     if auth is None:
-        return router, []
+        return []
     from fastapi import Depends, HTTPException, status
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
@@ -88,7 +95,25 @@ def _api_router(auth: tuple[str, str] | None, ws: Workspace):
         if not (ok_user and ok_pass):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bad credentials", {"WWW-Authenticate": "Basic"})
 
-    return router, [Depends(check)]
+    return [Depends(check)]
+
+
+def _docs_routes(app, deps: list) -> None:
+    """/openapi.json, /docs and /redoc behind the same credentials as the API (FastAPI's own are off)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import JSONResponse
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=deps)
+    def openapi_json():
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=deps)
+    def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=deps)
+    def redoc():
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API")
 
 
 def build_app(config: UIConfig, *, auth: tuple[str, str] | None = None, limits: ServerLimits | None = None):
@@ -100,22 +125,32 @@ def build_app(config: UIConfig, *, auth: tuple[str, str] | None = None, limits: 
     ws = Workspace(config)
     blocks = build_blocks(ws)
     blocks.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
-    app = FastAPI(title="Atelier", description="A/B ranking API and the Atelier UI.", version="0.1.0")
+    # Under --auth, the API's documentation is behind the same credentials as the API itself.
+    app = FastAPI(title="Atelier", description="A/B ranking API and the Atelier UI.", version="0.1.0",
+                  docs_url=None if auth else "/docs", redoc_url=None if auth else "/redoc",
+                  openapi_url=None if auth else "/openapi.json")
+    if auth is not None:
+        _docs_routes(app, _auth_dependencies(auth))
     api = _api_router(auth, ws)
     if api is not None:
         router, deps = api
         app.include_router(router, prefix="/api/ab", dependencies=deps)
     app.state.workspace = ws
     app.state.ab_api = api is not None
-    return gr.mount_gradio_app(
+    max_bytes = parse_bytes(limits.max_file_size, "--max-file-size")
+    served = gr.mount_gradio_app(
         app,
         blocks,
         path="",
         auth=auth,
         allowed_paths=[str(config.out_dir)],
-        max_file_size=limits.max_file_size,
+        max_file_size=max_bytes,
         footer_links=["api"],
         ssr_mode=False,
         mcp_server=False,
         show_error=True,
     )
+    # Bodies bounded before they are read: uploads by --max-file-size (+ multipart framing), the JSON API
+    # by 1 MiB, everything else by the upload limit.
+    app.add_middleware(BodyLimit, default=max_bytes + (1 << 20), limits={"/api/": API_BODY_BYTES})
+    return served

@@ -37,7 +37,7 @@ class UIConfig:
     model: str = "demo"  # SD base model: "demo", a local diffusers folder, or a hub id
     controlnet: str | None = "auto"  # "auto": the demo ControlNet with the demo model, none with other models
     shop: str | None = None  # demo shop folder; None = the shipped one
-    ab_db: Path | None = None  # None = $ATELIER_AB_DB or outputs/ab.sqlite (the CLI's default)
+    ab_db: Path | str | None = None  # a SQLite file or postgresql:// DSN; None = $ATELIER_AB_DB or outputs/ab.sqlite
     campaigns_dir: Path = Path("outputs/campaigns")  # where `atelier batch` writes; the A/B tab reads runs there
     device: str | None = None
     steps: Steps = 20
@@ -50,7 +50,8 @@ class UIConfig:
         self.out_dir = Path(self.out_dir).resolve()
         self.campaigns_dir = Path(self.campaigns_dir).resolve()
         # the same store the `atelier ab` CLI uses by default, so votes from both land together
-        self.ab_db = Path(self.ab_db or os.environ.get("ATELIER_AB_DB") or "outputs/ab.sqlite").resolve()
+        db = self.ab_db or os.environ.get("ATELIER_AB_DB") or "outputs/ab.sqlite"
+        self.ab_db = db if str(db).startswith(("postgresql://", "postgres://")) else Path(db).resolve()
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "UIConfig":

@@ -326,6 +326,193 @@ CASES: list[Case] = [
 ]
 
 
+
+# --- issue 19: a hostile corpus found these; each case failed (traceback, late error or silent
+# acceptance) before the fix it names ----------------------------------------------------------------
+def _safetensors(n_floats: int = 1) -> bytes:
+    """A valid (tiny) safetensors file: one float32 tensor."""
+    import json
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, 4 * n_floats]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + b"\x00" * (4 * n_floats)
+
+
+PICKLE = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
+DEMO_SD = Path(__file__).resolve().parents[2] / "assets" / "models" / "demo-sd"
+
+
+def _demo_copy(rel: str, edits: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Builder:
+    """The shipped demo pipeline as symlinks (nothing copied), with some files replaced or left out."""
+    def build(root: Path) -> None:
+        for f in DEMO_SD.rglob("*"):
+            if f.is_file():
+                name = str(f.relative_to(DEMO_SD))
+                if name in drop or name in (edits or {}):
+                    continue
+                dest = root / rel / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.symlink_to(f)
+        for name, text in (edits or {}).items():
+            _text(f"{rel}/{name}", text)(root)
+    return build
+
+
+def _huge_unet_config() -> str:
+    import json
+
+    cfg = json.loads((DEMO_SD / "unet" / "config.json").read_text())
+    cfg["block_out_channels"] = [64_000, 96_000, 128_000]
+    return json.dumps(cfg)
+
+
+def _symlink(rel: str, target: str) -> Builder:
+    def build(root: Path) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(target)
+    return build
+
+
+def _foreign_sqlite(rel: str) -> Builder:
+    def build(root: Path) -> None:
+        import sqlite3
+
+        con = sqlite3.connect(root / rel)
+        con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT)")
+        con.execute("INSERT INTO customers (email) VALUES ('ann@example.com')")
+        con.commit()
+        con.close()
+    return build
+
+
+def _cond(**fields) -> Builder:
+    import json
+
+    base = json.loads(CONDITION)
+    base.update(fields)
+    return _text("cond.json", json.dumps(base))
+
+
+FAST = ("--steps", "1", "--candidates", "1")  # old code generated before failing: keep that short
+JSONL_CAT = '{"item_id": "a", "title": "A shirt", "category": "top"}\n'
+
+
+def _gen_cond(kind: str, *extra: str) -> tuple[str, ...]:
+    return ("generate", kind, *GEN, *FAST, *extra)
+
+
+N_BEFORE_ISSUE_19 = len(CASES)
+CASES += [
+    # YAML: refused before anything is constructed
+    Case("campaign-python-tag", "campaign", ("batch", "{in}/c.yaml", "--output-root", "{out}"),
+         _campaign(campaign().replace("name: spring", 'name: !!python/object/apply:os.system ["echo pwned"]')), "tag"),
+    Case("campaign-custom-tag", "campaign", ("batch", "{in}/c.yaml", "--output-root", "{out}"),
+         _campaign(campaign().replace("name: spring", "name: !vault spring")), "tag"),
+    Case("campaign-complex-key", "campaign", ("batch", "{in}/c.yaml", "--output-root", "{out}"),
+         _campaign(campaign("? [a, b]\n: 1\n")), "complex mapping keys"),
+    Case("campaign-deep-nesting", "campaign", ("batch", "{in}/c.yaml", "--output-root", "{out}"),
+         _campaign(campaign("extra: " + "[" * 5000 + "]" * 5000 + "\n")), "nested"),
+    Case("campaign-seed-list-10k", "campaign", ("batch", "{in}/c.yaml", "--output-root", "{out}", "--dry-run"),
+         _campaign(campaign("seeds: [" + ", ".join(map(str, range(10_000))) + "]\n").replace("candidates: 1\n", "")),
+         "at most 256"),
+    # JSON catalogs (through `atelier data info`)
+    _data("catalog-jsonl-deep-nesting", "catalog", "cat.jsonl",
+          ('{"item_id": "a", "title": "A", "category": "top", "attributes": ' + "[" * 100_000 + "]" * 100_000
+           + "}\n").encode(), "nested"),
+    _data("catalog-jsonl-huge-number", "catalog", "cat.jsonl",
+          ('{"item_id": 1' + "0" * 5000 + ', "title": "A", "category": "top"}\n').encode(), "digits"),
+    _data("catalog-jsonl-duplicate-keys", "catalog", "cat.jsonl",
+          b'{"item_id": "a", "title": "A", "category": "top", "category": "hat"}\n', "duplicate key"),
+    _data("catalog-jsonl-nan", "catalog", "cat.jsonl",
+          b'{"item_id": "a", "title": "A", "category": "top", "attributes": {"size": NaN}}\n', "NaN"),
+    _data("catalog-jsonl-title-over-1mb", "catalog", "cat.jsonl",
+          ('{"item_id": "a", "title": "' + "t" * (1 << 20 | 1) + '", "category": "top"}\n').encode(), "limit"),
+    Case("catalog-image-symlink-outside", "catalog", ("data", "info", "{in}/shop/catalog.csv"),
+         _all(_text("shop/catalog.csv", "item_id,title,category,image_path\na,A,top,link.png\n"),
+              _lazy("secret.png", product_png), _symlink("shop/link.png", "../secret.png")), "outside"),
+    Case("catalog-image-bomb", "catalog", ("data", "info", "{in}/shop/catalog.csv"),
+         _all(_text("shop/catalog.csv", "item_id,title,category,image_path\na,A,top,bomb.png\n"),
+              _bytes("shop/bomb.png", bomb_png(100_000, 100_000))), "pixels"),
+    # --condition files
+    Case("condition-deep-nesting", "prompt", _gen_cond("product", "--category", "shirt"),
+         _text("cond.json", '{"user_id": "u1", "embedding": ' + "[" * 100_000 + "]" * 100_000 + "}"), "nested"),
+    Case("condition-huge-number", "prompt", _gen_cond("product", "--category", "shirt"),
+         _text("cond.json", '{"user_id": "u1", "embedding": [1' + "0" * 5000 + "]}"), "digits"),
+    Case("condition-nan-weight", "prompt", _gen_cond("product", "--category", "shirt"),
+         _text("cond.json", '{"user_id": "u1", "attributes": {"color": {"navy": NaN}}}'), "NaN"),
+    Case("condition-infinite-weight", "prompt", _gen_cond("product", "--category", "shirt"),
+         _text("cond.json", '{"user_id": "u1", "attributes": {"color": {"navy": 1e999}}}'), "out of range"),
+    Case("condition-attributes-wrong-type", "prompt", _gen_cond("product", "--category", "shirt"),
+         _cond(attributes={"color": 5}), "attributes.color"),
+    Case("condition-item-scores-string", "prompt", _gen_cond("product", "--category", "shirt"),
+         _cond(item_scores="p0010"), "item_scores"),
+    Case("condition-embedding-strings", "prompt", _gen_cond("product", "--category", "shirt"),
+         _cond(embedding=["a", "b"]), "embedding[0]"),
+    Case("condition-not-an-object", "prompt", _gen_cond("product", "--category", "shirt"),
+         _text("cond.json", "[1, 2, 3]"), "JSON object"),
+    Case("condition-latin1", "prompt", _gen_cond("product", "--category", "shirt"),
+         _bytes("cond.json", '{"user_id": "caf\xe9"}'.encode("latin-1")), "UTF-8"),
+    # weights: what the loader would read, not the path's suffix
+    Case("lora-folder-only-pickle", "model", _gen_cond("product", "--category", "shirt", "--lora", "{in}/lora"),
+         _all(COND, _bytes("lora/pytorch_lora_weights.bin", PICKLE)), "pickle"),
+    Case("lora-renamed-pickle", "model", _gen_cond("product", "--category", "shirt", "--lora", "{in}/style.safetensors"),
+         _all(COND, _bytes("style.safetensors", PICKLE)), "not a safetensors file"),
+    Case("ip-adapter-encoder-pickle", "model",
+         _gen_cond("product", "--category", "shirt", "--ip-adapter", "{in}/ip/ip-adapter.safetensors"),
+         _all(COND, _bytes("ip/ip-adapter.safetensors", _safetensors()),
+              _text("ip/image_encoder/config.json", '{"model_type": "clip_vision_model"}'),
+              _bytes("ip/image_encoder/pytorch_model.bin", PICKLE)), "pickle"),
+    Case("model-text-encoder-pickle", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
+         _all(_demo_copy("m", drop=("text_encoder/model.safetensors",)),
+              _bytes("m/text_encoder/pytorch_model.bin", PICKLE)), "pickle"),
+    Case("model-safetensors-decoy", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
+         _all(_demo_copy("m", drop=("unet/diffusion_pytorch_model.safetensors",)),
+              _bytes("m/unet/diffusion_pytorch_model.bin", PICKLE),
+              _bytes("m/unet/old/decoy.safetensors", _safetensors())), "pickle"),
+    Case("model-index-is-a-list", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
+         _text("m/model_index.json", "[]"), "JSON object"),
+    Case("model-unet-config-wrong-type", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
+         _demo_copy("m", edits={"unet/config.json": "[1, 2]"}), "JSON object"),
+    Case("model-config-absurd-sizes", "model", ("demo-model", "eval", "--model", "{in}/m", "--n", "1"),
+         _demo_copy("m", edits={"unet/config.json": _huge_unet_config()}), "GiB"),
+    Case("controlnet-config-is-a-list", "model",
+         _gen_cond("background", "--image", "{in}/p.png", "--controlnet", "{in}/cn"),
+         _all(COND, _lazy("p.png", product_png), _text("cn/config.json", "[]"),
+              _bytes("cn/diffusion_pytorch_model.safetensors", _safetensors())), "JSON object"),
+    Case("adapter-config-is-a-list", "model", _gen_cond("product", "--category", "shirt", "--adapter", "{in}/ad"),
+         _all(COND, _text("ad/config.json", "[1]"), _bytes("ad/adapter.safetensors", _safetensors())),
+         "JSON object"),
+    Case("reward-config-not-json", "model", _gen_cond("product", "--category", "shirt", "--reward", "{in}/rw"),
+         _all(COND, _text("rw/config.json", "{broken"), _bytes("rw/model.safetensors", _safetensors())),
+         "invalid JSON"),
+    # flags, refused before anything is generated
+    Case("flag-seed-overflow", "flags", _gen_cond("product", "--category", "shirt", "--seed", "9" * 30),
+         COND, "--seed"),
+    Case("flag-unknown-device", "flags", _gen_cond("product", "--category", "shirt", "--device", "tpu9"),
+         COND, "--device"),
+    Case("flag-out-is-a-file", "flags",
+         ("generate", "product", "--condition", "{in}/cond.json", "--no-score", *FAST, "--category", "shirt",
+          "--out", "{in}/taken.png"),
+         _all(COND, _lazy("taken.png", product_png)), "--out"),
+    Case("flag-json-out-is-a-folder", "flags", _gen_cond("product", "--category", "shirt", "--json-out", "{in}/dir"),
+         _all(COND, _text("dir/keep.txt", "x")), "--json-out"),
+    Case("flag-serve-once-negative-seed", "flags", ("ab", "serve-once", "exp", "--seed", "-3", "--db", "{out}/ab.sqlite"),
+         _all(), "--seed"),
+    Case("flag-serve-max-file-size", "flags",
+         ("serve", "--max-file-size", "lots", "--out", "{out}/ui", "--ab-db", "{out}/ab.sqlite", "--port", "7999"),
+         _all(), "--max-file-size"),
+    # the A/B store
+    Case("ab-db-another-apps-sqlite", "ab", ("ab", "list", "--db", "{in}/crm.sqlite"), _foreign_sqlite("crm.sqlite"),
+         "other tables"),
+    Case("ab-manifest-missing-fields", "ab", ("ab", "add", "exp", "--manifest", "{in}/manifest.jsonl", "--db",
+                                              "{out}/ab.sqlite"),
+         _text("manifest.jsonl", '{"creative_id": "a"}\n'), "manifest.jsonl:1"),
+    Case("ab-manifest-deep-nesting", "ab", ("ab", "add", "exp", "--manifest", "{in}/manifest.jsonl", "--db",
+                                            "{out}/ab.sqlite"),
+         _text("manifest.jsonl", '{"creative_id": ' + "[" * 100_000 + "]" * 100_000 + "}\n"), "nested"),
+]
+ISSUE_19 = CASES[N_BEFORE_ISSUE_19:]
+
 def build_case(case: Case, folder: Path) -> Path:
     """Write one case's files into `folder` and return it."""
     folder.mkdir(parents=True, exist_ok=True)

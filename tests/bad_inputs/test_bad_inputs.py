@@ -107,7 +107,8 @@ def test_corpus_size_and_coverage():
     """At least 40 cases, and every kind of input the issue names is in the corpus."""
     names = {c.name for c in CASES}
     assert len(CASES) >= 40 and len(names) == len(CASES)
-    assert {c.group for c in CASES} == {"catalog", "interactions", "image", "campaign", "prompt", "model", "ab"}
+    assert {c.group for c in CASES} == {"catalog", "interactions", "image", "campaign", "prompt", "model", "ab",
+                                        "flags"}
     for needed in ("latin1", "semicolons", "nan", "negative", "duplicate-rows", "million-columns", "truncated",
                    "cmyk", "16bit", "gray", "animated", "bomb", "zero-bytes", "not-an-image", "syntax-error",
                    "unknown-key", "wrong-type", "negative-count", "dotdot", "absolute", "headline-empty", "10k",
