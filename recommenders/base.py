@@ -106,8 +106,12 @@ class CFRecommender(_Saveable, ABC):
     """A collaborative-filtering model: input a user's interaction row, output scores over all items."""
 
     @abstractmethod
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train on `data.train` (a CFSplits), selecting on `data.valid`; returns a training log."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
+        """Train on `data.train` (a CFSplits), selecting on `data.valid`; returns a training log.
+
+        Models trained in epochs checkpoint each epoch in `checkpoint_dir` and resume from it
+        (`recommenders.training`); the others ignore it.
+        """
 
     @abstractmethod
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
@@ -126,8 +130,9 @@ class SequentialRecommender(_Saveable, ABC):
     """A next-item model: input a history sequence, output scores over all items."""
 
     @abstractmethod
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train on `data.train` (a SeqSplits), selecting on `data.valid`; returns a training log."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
+        """Train on `data.train` (a SeqSplits), selecting on `data.valid`; returns a training log
+        (epoch-trained models: resumable from `checkpoint_dir`, as for CF models)."""
 
     @abstractmethod
     def score(self, seq: np.ndarray, seq_len: np.ndarray | None = None) -> np.ndarray:
