@@ -11,10 +11,11 @@ variance set to zero); `ensemble` averages the x0 estimates met on the way (step
 instead of keeping only the last one. `ema_decay` > 0 keeps an exponential moving average of the
 weights (`core.ema`, as image diffusion models do, with a warm-up so it forgets the initial weights)
 and selects and scores with it. Training runs in the shared epoch trainer (`recommenders.training`);
-this file supplies the loss, the network and the optimizer. `item_linear` adds a zero-diagonal item-item linear path to the denoiser and
-`cooc` feeds it the user's co-occurrence neighbourhood (see `build_denoiser`). `loss: multinomial`
-swaps the paper's squared error for the multinomial log-likelihood of Mult-VAE (Liang et al. 2018)
-as the x0 objective, an option chosen on validation data like any other hyperparameter.
+this file supplies the loss, the network and the optimizer. `item_linear` adds a zero-diagonal
+item-item linear path to the denoiser and `cooc` feeds it the user's co-occurrence neighbourhood
+(see `build_denoiser`). `loss: multinomial` swaps the paper's squared error for the multinomial
+log-likelihood of Mult-VAE (Liang et al. 2018) as the x0 objective, an option chosen on validation
+data like any other hyperparameter.
 """
 
 from __future__ import annotations

@@ -254,7 +254,9 @@ class DreamRec(NextItemModel):
         net.eval()
         sampler = sampler or cfg.sampler
         w = cfg.guidance if guidance is None else guidance
-        step_kwargs = {"generator": generator, **({"eta": cfg.eta if eta is None else eta} if sampler == "ddim" else {})}
+        step_kwargs = {"generator": generator}
+        if sampler == "ddim":
+            step_kwargs["eta"] = cfg.eta if eta is None else eta
         sched = self.scheduler(sampler)
         set_steps(sched, steps or cfg.sampling_steps)
         B = len(seq)

@@ -126,7 +126,8 @@ def train_epochs(model, data, *, seed: int = 0, progress: bool = True,
     # 2. resume the last finished epoch of this very run, if a checkpoint holds one
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = EpochCheckpoint(checkpoint_dir, fingerprint(run=model.fit_fingerprint(data, seed), trainer=TRAINER_FORMAT))
+        run_fingerprint = fingerprint(run=model.fit_fingerprint(data, seed), trainer=TRAINER_FORMAT)
+        ckpt = EpochCheckpoint(checkpoint_dir, run_fingerprint)
         saved = ckpt.load()
         if saved is not None:
             run = _restore(saved, model, net, opt, gen, ema)
@@ -135,8 +136,8 @@ def train_epochs(model, data, *, seed: int = 0, progress: bool = True,
     # 3. the epochs
     start = time.perf_counter() - run.seconds
     metric = f"valid_{model.valid_metric}"
-    bar = tqdm(total=s.epochs, initial=run.epoch, desc=f"{model.name} fit", disable=not progress or run.stopped is not None,
-               leave=False)
+    bar = tqdm(total=s.epochs, initial=run.epoch, desc=f"{model.name} fit",
+               disable=not progress or run.stopped is not None, leave=False)
     while run.stopped is None:
         run.epoch += 1
         net.train()
