@@ -73,7 +73,7 @@ def read_folder(folder: str | Path, *, what: str, class_names: Collection[str] |
     """
     folder = Path(folder)
     if not folder.exists():
-        raise InputError(f"{what} folder not found", folder)
+        raise InputError(f"{what} folder not found (no {CONFIG_NAME} to read)", folder)
     cfg_file = folder / CONFIG_NAME
     if not cfg_file.is_file():
         raise InputError(f"not a {what} folder (no {CONFIG_NAME})", folder)
