@@ -94,6 +94,16 @@ class HistoryModel(CFRecommender):
         rows = torch.from_numpy(self.train_rows.toarray())
         return (x for (x,) in shuffled_batches((rows,), self.config.batch_size, gen))
 
+    # -- persistence of the neural models (a torch `net` built by `_net()`); EASE & co. override --
+    def state_tensors(self) -> dict:
+        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        self.load_history_tensors(tensors)
+        self.net = self._net()
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net.eval()
+
     def history_tensors(self) -> dict[str, np.ndarray]:
         return csr_to_tensors("history", self.train_rows)
 

@@ -297,11 +297,3 @@ class DiffRec(EpochTrained, HistoryModel):
         with torch.no_grad():
             return self.denoise(torch.from_numpy(self._rows(users, history))).numpy()
 
-    def state_tensors(self) -> dict:
-        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
-
-    def load_state_tensors(self, tensors: dict) -> None:
-        self.load_history_tensors(tensors)
-        self.net = self._net()
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net.eval()

@@ -42,7 +42,7 @@ from core.errors import InputError
 
 from .ann import IVFIndex
 from .schedulers import SAMPLERS, make_scheduler, set_steps
-from .seq_base import NextItemModel, SeqEncoder
+from .seq_base import NextItemConfig, NextItemModel, SeqEncoder
 
 OBJECTIVES = ("mse", "preferdiff", "softmax")
 SCORES = ("dot", "cosine")
@@ -50,9 +50,7 @@ RETRIEVALS = ("exact", "ivf")
 
 
 @dataclass
-class DreamRecConfig:
-    n_items: int = 0
-    max_len: int = 10
+class DreamRecConfig(NextItemConfig):  # data shape, optimisation and trainer settings: NextItemConfig
     hidden: int = 64
     n_layers: int = 1
     n_heads: int = 2
@@ -91,16 +89,6 @@ class DreamRecConfig:
     ivf_clusters: int = 0
     ivf_iters: int = 10
     ivf_seed: int = 0
-    # optimisation
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    epochs: int = 100
-    patience: int = 5
-    eval_every: int = 1
-    select_k: int = 20
-    grad_clip: float = 1.0
-    max_train_seconds: float = 0.0
 
 
 class Denoiser(nn.Module):

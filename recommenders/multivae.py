@@ -115,11 +115,3 @@ class MultiVAE(EpochTrained, HistoryModel):
             logits, _, _ = self.net(torch.from_numpy(self._rows(users, history)))
         return logits.numpy()
 
-    def state_tensors(self) -> dict:
-        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
-
-    def load_state_tensors(self, tensors: dict) -> None:
-        self.load_history_tensors(tensors)
-        self.net = self._net()
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net.eval()

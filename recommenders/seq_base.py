@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -159,6 +160,24 @@ def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A SeqSplit as int64 tensors (seq, seq_len, target)."""
     return (torch.as_tensor(split.seq, dtype=torch.long), torch.as_tensor(split.seq_len, dtype=torch.long),
             torch.as_tensor(split.target, dtype=torch.long))
+
+
+@dataclass
+class NextItemConfig:
+    """What every neural next-item model's config holds: the data's shape, optimisation (AdamW) and the
+    epoch trainer's settings (`recommenders.training`). A model's config subclasses it with its own."""
+
+    n_items: int = 0  # set by fit from the data
+    max_len: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 100
+    patience: int = 5  # validations without a better HR@select_k before stopping
+    eval_every: int = 1
+    select_k: int = 20
+    grad_clip: float = 1.0
+    max_train_seconds: float = 0.0  # 0: no time cap
 
 
 class NextItemModel(EpochTrained, SequentialRecommender):
