@@ -50,7 +50,8 @@ def main() -> None:
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     test, rows = data.test, len(data.test.target)
     c = model.config
-    old_config = old.SchedulerConfig(c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end, c.prediction_type)
+    old_config = old.SchedulerConfig(c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end,
+                                     c.prediction_type)
     out = {"data": data.name, "seed": args.seed, "train_seconds": train_s, "metric": f"test {k}",
            "best_epoch": log["best_epoch"], "epochs_run": log["epochs_run"], "rows": rows, "variants": {}}
     for variant in args.variants.split(","):
