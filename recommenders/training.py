@@ -23,9 +23,11 @@ What a model supplies (mix in `EpochTrained` before its base class to get `fit`)
         def fit_state(self) -> dict[str, Tensor]          # optional: training state beyond weights
         def load_fit_state(self, tensors) -> None         #   (e.g. DiffRec's per-timestep losses)
 
-`HistoryModel` (CF) and `NextItemModel` (sequential) already provide `valid_metric`, `validate`,
-`fit_fingerprint` and batching helpers, so a new model usually writes `setup_fit`,
-`configure_optimizer` and `batch_loss`. The trainer reads from `model.config`: `epochs`, `patience`,
+`HistoryModel` (CF) already provides `valid_metric`, `validate`, `fit_fingerprint` and
+`train_batches`, so a new CF model writes `setup_fit`, `configure_optimizer` and `batch_loss`
+(see `multivae.py`). `NextItemModel` (sequential) provides all of them from three methods of its
+own, so a new next-item model writes `build`, `loss(seq, seq_len, target)` and `score_batch`
+(see `sasrec.py`) and a config subclassing `NextItemConfig`. The trainer reads from `model.config`: `epochs`, `patience`,
 and, when present, `eval_every` (1), `ema_decay` (0 = no EMA), `grad_clip` (0 = none) and
 `max_train_seconds` (0 = no cap). During validation and after `fit`, `model.net` is the module whose
 weights are judged (the EMA copy when averaging).
