@@ -1,4 +1,5 @@
-"""Floor 0: what every floor shares: the user-error type, atomic io, input checks, creatives, runtime.
+"""Floor 0: what every floor shares: the user-error type, atomic io, input checks, creatives, runtime,
+the one EMA of weights (`core.ema`) and the one save/load of trained things (`core.pretrained`).
 
 Light imports only (no torch, diffusers or gradio): `atelier --help` imports this package.
 Importing it first sets the offline defaults (`core._offline`) before any hub library loads.

@@ -92,16 +92,16 @@ class AdapterTrainer:
 
     def __init__(self, parts: SDComponents, examples: Sequence[AdapterExample], catalog, cfg: AdapterTrainConfig,
                  out_dir: str | Path, progress: bool = True, device: str | None = None):
-        from pipelines.conditioning import PreferenceAdapter, PreferenceAdapterConfig
+        from pipelines.conditioning import PreferenceAdapter
 
         from .loop import TrainLoop, cosine_schedule
 
         self.parts, self.examples, self.cfg = parts, list(examples), cfg
         torch.manual_seed(cfg.seed)
         dim = len(self.examples[0].embedding)
-        self.adapter = PreferenceAdapter(PreferenceAdapterConfig(
-            embedding_dim=dim, cross_attention_dim=int(parts.unet.config.cross_attention_dim),
-            num_tokens=cfg.num_tokens, hidden_dim=cfg.hidden_dim))
+        self.adapter = PreferenceAdapter(embedding_dim=dim,
+                                         cross_attention_dim=int(parts.unet.config.cross_attention_dim),
+                                         num_tokens=cfg.num_tokens, hidden_dim=cfg.hidden_dim)
         self.optimizer = torch.optim.AdamW(self.adapter.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
         self.loop = TrainLoop(out_dir, models={"adapter": self.adapter}, optimizer=self.optimizer,
                               max_steps=cfg.steps, seed=cfg.seed,

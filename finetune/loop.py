@@ -25,34 +25,12 @@ from typing import Callable
 
 import torch
 
+from core.ema import EMA  # noqa: F401  (re-exported: trainers build it as finetune.loop.EMA)
 from core.errors import InputError
 from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 StepFn = Callable[[int, torch.Generator], "torch.Tensor | tuple[torch.Tensor, dict]"]
 ValidateFn = Callable[[int], "dict | None"]
-
-
-class EMA:
-    """Exponential moving average of a module's floating-point parameters (kept on its device)."""
-
-    def __init__(self, module: torch.nn.Module, decay: float = 0.999, warmup: int = 100):
-        self.decay, self.warmup = decay, warmup
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        """Blend the current weights in; the decay ramps up so early EMA is not stuck at init."""
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
-        for k, v in module.state_dict().items():
-            if k in self.shadow:
-                self.shadow[k].lerp_(v.detach(), 1 - decay)
-
-    @torch.no_grad()
-    def copy_to(self, module: torch.nn.Module) -> None:
-        """Load the averaged weights into `module` (for validation or export)."""
-        module.load_state_dict({**module.state_dict(), **self.shadow})
 
 
 @dataclass

@@ -96,8 +96,9 @@ def load_sd_components(model_dir: str | Path) -> SDComponents:
         tokenizer=CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer"),
         noise_scheduler=DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler"),
     )
-    if len(parts.tokenizer) < 1000:  # the offline-load trap: an almost empty tokenizer, no error
-        raise InputError(f"tokenizer has only {len(parts.tokenizer)} tokens", model_dir / "tokenizer")
+    from pipelines.tokenizer import check_tokenizer
+
+    check_tokenizer(parts.tokenizer, path=model_dir / "tokenizer")  # the offline-load trap
     for m in (parts.vae, parts.unet, parts.text_encoder):
         m.requires_grad_(False)
         m.eval()

@@ -28,7 +28,7 @@ from torch import nn
 
 from core.errors import InputError
 from core.settings import Count, PositiveFloat, Seed, settings
-from pipelines.reward import EmbedImages, RewardModel, RewardModelConfig
+from pipelines.reward import EmbedImages, RewardModel
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -198,8 +198,8 @@ def train_reward_model(train: ImpressionFeatures, cfg: RewardTrainConfig, *, inp
     fit, val = train.subset(fit_idx), train.subset(val_idx)
     words, text, bias = (list(probes) + [None])[:3] if probes is not None else ([], None, None)
     extra = {"probe_scale": 1.0} if bias is not None else {}  # learned probes give logits directly
-    model = RewardModel(RewardModelConfig(train.image.shape[1], train.user.shape[1], list(train.formats),
-                                          cfg.hidden_dim, probes=words, **extra, **(inputs or {})))
+    model = RewardModel(train.image.shape[1], train.user.shape[1], list(train.formats), cfg.hidden_dim,
+                        probes=words, **extra, **(inputs or {}))
     if words:
         model.set_probes(torch.from_numpy(text), None if bias is None else torch.from_numpy(bias))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

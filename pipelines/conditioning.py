@@ -13,15 +13,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from core.errors import InputError
-from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -83,39 +83,24 @@ PLURAL_NOUNS = {"trousers", "shoes", "jeans", "pants", "shorts", "sneakers", "bo
 
 
 # -- 2. preference tokens ----------------------------------------------------------------------
-@dataclass
-class PreferenceAdapterConfig:
-    """Shape of a preference adapter; saved as config.json next to its safetensors weights."""
+class PreferenceAdapter(ModelMixin, ConfigMixin):
+    """Maps a preference embedding (B, E) to `num_tokens` cross-attention tokens (B, k, D).
 
-    embedding_dim: int
-    cross_attention_dim: int
-    num_tokens: int = 4
-    hidden_dim: int = 256
-    scale: float = 1.0  # multiplies the tokens at inference; 0 turns the adapter off
+    A diffusers model: `PreferenceAdapter(embedding_dim=64, cross_attention_dim=768)`, its settings in
+    `adapter.config`, saved and loaded as a folder of config.json + model.safetensors
+    (`save_pretrained` / `from_pretrained`, through `core.pretrained`: checksummed, no pickles; folders
+    of earlier versions, with `adapter.safetensors`, still load). `scale` multiplies the tokens at
+    inference; 0 turns the adapter off.
+    """
 
-    @classmethod
-    def from_dict(cls, d: dict, path: Path | None = None) -> "PreferenceAdapterConfig":
-        try:
-            return cls(**{k: d[k] for k in ("embedding_dim", "cross_attention_dim")},
-                       **{k: d[k] for k in ("num_tokens", "hidden_dim", "scale") if k in d})
-        except (KeyError, TypeError) as e:
-            raise InputError(f"bad preference adapter config ({e})", path) from None
-
-
-class PreferenceAdapter(nn.Module):
-    """Maps a preference embedding (B, E) to `num_tokens` cross-attention tokens (B, k, D)."""
-
-    config_name = "config.json"
-    weights_name = "adapter.safetensors"
-
-    def __init__(self, config: PreferenceAdapterConfig):
+    @register_to_config
+    def __init__(self, embedding_dim: int, cross_attention_dim: int, num_tokens: int = 4, hidden_dim: int = 256,
+                 scale: float = 1.0):
         super().__init__()
-        self.config = config
-        c = config
-        self.proj = nn.Sequential(nn.Linear(c.embedding_dim, c.hidden_dim), nn.GELU(),
-                                  nn.Linear(c.hidden_dim, c.num_tokens * c.cross_attention_dim))
-        self.norm = nn.LayerNorm(c.cross_attention_dim)  # match the scale of a text encoder's output
-        self.null_tokens = nn.Parameter(torch.zeros(c.num_tokens, c.cross_attention_dim))
+        self.proj = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.GELU(),
+                                  nn.Linear(hidden_dim, num_tokens * cross_attention_dim))
+        self.norm = nn.LayerNorm(cross_attention_dim)  # match the scale of a text encoder's output
+        self.null_tokens = nn.Parameter(torch.zeros(num_tokens, cross_attention_dim))
 
     def forward(self, embedding: torch.Tensor | None, batch_size: int = 1) -> torch.Tensor:
         """Tokens for `embedding`, or the unconditional tokens when it is None (guidance, dropout)."""
@@ -131,36 +116,17 @@ class PreferenceAdapter(nn.Module):
         return self.norm(tokens)
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
-        """Write config.json + adapter.safetensors (atomically)."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_safetensors(self.state_dict(), out_dir / self.weights_name)
-        atomic_write_json(out_dir / self.config_name, {"_class_name": "PreferenceAdapter", **asdict(self.config)})
-        return out_dir
+        """Write config.json + model.safetensors (atomically, config last)."""
+        from core.pretrained import save_module
+
+        return save_module(self, out_dir)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "PreferenceAdapter":
-        """Load an adapter folder written by `save_pretrained`."""
-        path = Path(path)
-        cfg_file = path / cls.config_name
-        if not cfg_file.is_file():
-            raise InputError("not a preference adapter folder (no config.json)", path)
-        from core.jsonio import read_json
+        """Load an adapter folder written by `save_pretrained` (or by an earlier version)."""
+        from core.pretrained import WEIGHTS_NAME, load_module
 
-        raw = read_json(cfg_file, what="config.json")
-        raw.pop("_class_name", None)
-        from core.weights import check_fits_in_memory, module_bytes
-
-        config = PreferenceAdapterConfig.from_dict(raw, cfg_file)
-        check_fits_in_memory(module_bytes(lambda: cls(config)), "the adapter's config.json", cfg_file)
-        adapter = cls(config)
-        state = load_safetensors(path / cls.weights_name)
-        missing, unexpected = adapter.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise InputError(f"adapter weights do not match its config (missing {missing}, unexpected {unexpected})",
-                             path / cls.weights_name)
-        adapter.source = str(path)  # provenance: Creatives name the adapter they used
-        return adapter.eval()
+        return load_module(cls, path, what="preference adapter", weights_names=(WEIGHTS_NAME, "adapter.safetensors"))
 
 
 def encode_prompts(pipe, prompt: str, negative_prompt: str, *, guidance: float,

@@ -199,11 +199,13 @@ def load_sd_pipeline(spec: str | Path = "demo", device: str | None = None, dtype
 
 
 def check_tokenizer_of(pipe) -> None:
-    """Catch the offline trap: a tokenizer that loaded with almost no vocabulary."""
+    """Catch the offline trap in each tokenizer of a loaded pipeline."""
+    from .tokenizer import check_tokenizer
+
     for name in ("tokenizer", "tokenizer_2"):
         tok = getattr(pipe, name, None)
-        if tok is not None and len(tok) < 1000:
-            raise InputError(f"the pipeline's {name} has only {len(tok)} tokens (a broken offline download?)")
+        if tok is not None:
+            check_tokenizer(tok, f"pipeline's {name}")
 
 
 def check_controlnet_folder(folder: str | Path) -> None:

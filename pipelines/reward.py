@@ -15,47 +15,45 @@ their own projections, and a small MLP gives the logit. Training lives in
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from core.errors import InputError
-from core.io import atomic_write_json, load_safetensors, save_safetensors
 
 EmbedImages = Callable[[list], "torch.Tensor | np.ndarray"]
 
 
-@dataclass
-class RewardModelConfig:
-    """Shape of a reward model and where its inputs come from (saved as config.json)."""
+class RewardModel(ModelMixin, ConfigMixin):
+    """(image embedding, user embedding, format) -> click logit.
 
-    image_dim: int
-    user_dim: int
-    formats: list[str] = field(default_factory=lambda: ["product", "banner"])
-    hidden_dim: int = 64
-    scorer: str = "demo"  # the scorer whose image embeddings it reads
-    probes: list[list[str]] = field(default_factory=list)  # [kind, word] pairs; their text embeddings are weights
-    probe_scale: float = 50.0  # softmax temperature of the probe similarities (CLIP's logit scale is ~100)
-    user_source: str = "ease"  # the recommender whose user embeddings it reads
-    user_embedding: str = "condition"  # "condition" (recommender), "profile" (history mean) or "taste"
-    # [kind, value] of each entry of a "taste" user vector (log(K w) per value): entries that are also probe
-    # words get an explicit affinity term, sum over kinds of a_kind * <P(value | image), taste(value)>
-    user_layout: list[list[str]] = field(default_factory=list)
+    A diffusers model: its shape and where its inputs come from are the constructor's arguments,
+    kept in `model.config` and saved as config.json next to model.safetensors (`save_pretrained` /
+    `from_pretrained` through `core.pretrained`).
 
+    image_dim, user_dim: sizes of the scorer's image embedding and of the user vector.
+    formats: the ad formats it scores. scorer: the scorer whose image embeddings it reads.
+    probes: [kind, word] pairs; their text embeddings are weights (`set_probes`).
+    probe_scale: softmax temperature of the probe similarities (CLIP's logit scale is ~100).
+    user_source: the recommender whose user embeddings it reads.
+    user_embedding: "condition" (recommender), "profile" (history mean) or "taste".
+    user_layout: [kind, value] of each entry of a "taste" user vector (log(K w) per value): entries
+        that are also probe words get an explicit affinity term, sum over kinds of
+        a_kind * <P(value | image), taste(value)>.
+    """
 
-class RewardModel(nn.Module):
-    """(image embedding, user embedding, format) -> click logit."""
-
-    config_name = "config.json"
-    weights_name = "model.safetensors"
-
-    def __init__(self, config: RewardModelConfig):
+    @register_to_config
+    def __init__(self, image_dim: int, user_dim: int, formats: Sequence[str] = ("product", "banner"),
+                 hidden_dim: int = 64, scorer: str = "demo", probes: Sequence[Sequence[str]] = (),
+                 probe_scale: float = 50.0, user_source: str = "ease", user_embedding: str = "condition",
+                 user_layout: Sequence[Sequence[str]] = ()):
         super().__init__()
-        self.config = c = config
+        c = self.config
         # text embeddings of the probe words (filled by `set_probes`, saved with the weights)
         self.register_buffer("probe_text", torch.zeros(len(c.probes), c.image_dim))
         self.register_buffer("probe_bias", torch.zeros(len(c.probes)))
@@ -70,7 +68,8 @@ class RewardModel(nn.Module):
         pairs = [(probe_at[tuple(w)], j) for j, w in enumerate(c.user_layout) if tuple(w) in probe_at]
         self.register_buffer("aff_probe", torch.tensor([p for p, _ in pairs], dtype=torch.long))
         self.register_buffer("aff_user", torch.tensor([u for _, u in pairs], dtype=torch.long))
-        self.register_buffer("aff_kind", torch.tensor([kinds.index(c.probes[p][0]) for p, _ in pairs], dtype=torch.long))
+        self.register_buffer("aff_kind", torch.tensor([kinds.index(c.probes[p][0]) for p, _ in pairs],
+                                                      dtype=torch.long))
         self.aff_scale = nn.Parameter(torch.zeros(len(kinds) if pairs else 0))
 
     def set_probes(self, text_embeddings: torch.Tensor, bias: torch.Tensor | None = None) -> None:
@@ -146,41 +145,19 @@ class RewardModel(nn.Module):
         return torch.sigmoid(self(image, u, fmt)).numpy().astype(np.float64)
 
     def save_pretrained(self, out_dir: str | Path, metrics: dict | None = None) -> Path:
-        """config.json (+ training metrics) and model.safetensors, both atomic."""
-        out_dir = Path(out_dir)
-        save_safetensors(self.state_dict(), out_dir / self.weights_name)
-        atomic_write_json(out_dir / self.config_name, {"_class_name": "RewardModel", **asdict(self.config),
-                                                       "metrics": metrics or {}})
-        return out_dir
+        """config.json (+ training metrics in its `_extra`) and model.safetensors, both atomic, config last."""
+        from core.pretrained import save_module
+
+        return save_module(self, out_dir, extra={"metrics": metrics} if metrics else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "RewardModel":
-        """Load a folder written by `save_pretrained`."""
-        path = Path(path)
-        cfg_file = path / cls.config_name
-        if not cfg_file.is_file():
-            raise InputError("not a reward model folder (no config.json)", path)
-        from core.jsonio import read_json
+        """Load a folder written by `save_pretrained` (or by an earlier version)."""
+        from core.pretrained import load_module
 
-        raw = read_json(cfg_file, what="config.json")
-        if raw.pop("_class_name", None) != "RewardModel":
-            raise InputError("config.json does not describe a RewardModel", cfg_file)
-        raw.pop("metrics", None)
-        try:
-            from core.weights import check_fits_in_memory, module_bytes
+        def upgrade(tensors: dict, model: "RewardModel") -> dict:
+            own = model.state_dict()  # folders saved before the learned probes / affinity term existed
+            missing = ("probe_bias", "aff_probe", "aff_user", "aff_kind", "aff_scale")
+            return {**{k: own[k] for k in missing if k not in tensors and k in own}, **tensors}
 
-            config = RewardModelConfig(**raw)
-            check_fits_in_memory(module_bytes(lambda: cls(config)), "the reward model's config.json", cfg_file)
-            model = cls(config)
-        except TypeError as e:
-            raise InputError(f"bad reward model config ({e})", cfg_file) from None
-        try:
-            state = load_safetensors(path / cls.weights_name)
-            for name in ("probe_bias", "aff_probe", "aff_user", "aff_kind", "aff_scale"):
-                if name not in state and name in model.state_dict():  # saved before the affinity term existed
-                    state[name] = model.state_dict()[name]
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise InputError(f"weights do not match config.json ({str(e).splitlines()[0]})", path) from None
-        model.source = str(path)
-        return model.eval()
+        return load_module(cls, path, what="reward model", upgrade=upgrade)

@@ -56,8 +56,15 @@ def build_clip_tokenizer(model_max_length: int = 77):
     return tok
 
 
-def check_tokenizer(tokenizer) -> None:
-    """Raise when a loaded tokenizer is not a full CLIP vocabulary (the offline-load trap)."""
+MIN_TOKENS = 1000  # a real text tokenizer has tens of thousands; a broken offline load has a handful
+
+
+def check_tokenizer(tokenizer, name: str = "tokenizer", path=None) -> None:
+    """The one tokenizer-size check: refuse a tokenizer with almost no vocabulary (the offline-load trap:
+    `from_pretrained` without network can return one without raising). Used by the tokenizer built
+    here, pipeline loading (`pipelines.loading`) and training (`finetune.lora`)."""
+    from core.errors import InputError
+
     n = len(tokenizer)
-    if n != CLIP_VOCAB_SIZE:
-        raise RuntimeError(f"tokenizer has {n} tokens, a CLIP tokenizer has {CLIP_VOCAB_SIZE}")
+    if n < MIN_TOKENS:
+        raise InputError(f"the {name} has only {n} tokens (a broken offline download?)", path)

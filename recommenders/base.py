@@ -1,4 +1,4 @@
-"""The small interface every recommender follows: fit, score, preference, save/load (safetensors + JSON)."""
+"""The small interface every recommender follows: fit, score, preference, save_pretrained/from_pretrained."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from core.errors import InputError
-from core.io import atomic_write_json, load_safetensors, save_safetensors, sha256_file
 
 from .condition import PreferenceCondition, condition_from_scores
 
@@ -39,8 +38,18 @@ def model_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def model_name_of_class(class_name: str) -> str | None:
+    """The registry name ("diffrec") of a class name ("DiffRec") written in config.json, or None."""
+    return next((k for k, v in MODEL_CLASSES.items() if v.split(":")[1] == class_name), None)
+
+
 class _Saveable:
-    """Folder persistence: `config.json` (model name + config dataclass) and `model.safetensors`."""
+    """Folder persistence through `core.pretrained`: `config.json` (class, config, extra state) + `model.safetensors`.
+
+    `save_pretrained(dir)` / `from_pretrained(dir)`, as diffusers' models; `save` / `load` are the same.
+    `from_pretrained` on a base class (CFRecommender, SequentialRecommender) loads whichever model the
+    folder holds; on a model class it refuses a folder of another model.
+    """
 
     name: ClassVar[str] = ""
     config: Any
@@ -59,53 +68,55 @@ class _Saveable:
     def load_extra_state(self, extra: dict) -> None:
         pass
 
-    def save(self, path: str | Path) -> Path:
-        import torch
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the fitted model to the folder `path` (weights first, then config.json naming their checksum)."""
+        from core.pretrained import save_folder
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
-                   for k, v in self.state_tensors().items()}
-        save_safetensors(tensors, path / "model.safetensors")
         config = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
-        # config.json is written last and names the weights' checksum: a save killed between the two
-        # files leaves a pair that `load` refuses, never new weights read with an old config.
-        atomic_write_json(path / "config.json", {"model": self.name, "config": config, "extra": self.extra_state(),
-                                                 "weights_sha256": sha256_file(path / "model.safetensors")})
-        return path
+        class_name = MODEL_CLASSES[self.name].split(":")[1]  # the registered model, also for subclasses
+        return save_folder(path, class_name, config, self.state_tensors(), self.extra_state())
 
     @classmethod
-    def load(cls, path: str | Path):
-        """Load any saved recommender folder; the class comes from config.json's `model`."""
-        path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise InputError("not a saved Atelier model (no config.json)", path)
-        from core.jsonio import read_json
+    def from_pretrained(cls, path: str | Path):
+        """Load a saved recommender folder; the class comes from config.json."""
+        from core.pretrained import CONFIG_NAME, one_line, read_folder
 
-        meta = read_json(cfg_file, what="config.json")
-        klass = model_class(meta.get("model", "?"))
+        saved = read_folder(path, what="saved Atelier model")
+        cfg_file = saved.path / CONFIG_NAME
+        name = saved.legacy_model or model_name_of_class(saved.class_name)
+        if name is None:
+            raise InputError(f"{CONFIG_NAME} describes a {saved.class_name or 'model of unknown class'}, "
+                             f"not an Atelier recommender", cfg_file)
+        klass = model_class(name)
         if cls not in (CFRecommender, SequentialRecommender, _Saveable) and not issubclass(klass, cls):
-            raise InputError(f"saved model is a {meta.get('model')}, not a {cls.name}", path)
+            raise InputError(f"saved model is a {klass.name}, not a {cls.name}", saved.path)
         config_type = getattr(klass, "Config", None)
-        config = config_type(**meta.get("config", {})) if config_type else meta.get("config", {})
+        try:
+            config = config_type(**saved.config) if config_type else saved.config
+        except TypeError as e:
+            raise InputError(f"bad {klass.name} config ({e})", cfg_file) from None
         model = klass(config)
-        weights = path / "model.safetensors"
-        expected = meta.get("weights_sha256")
-        if expected is not None and weights.is_file() and sha256_file(weights) != expected:
-            raise InputError("model.safetensors does not match config.json (a save was interrupted?); "
-                             "train or save the model again", path)
-        model.load_extra_state(meta.get("extra", {}))
-        model.load_state_tensors(load_safetensors(weights))
+        try:
+            model.load_extra_state(saved.extra)
+            model.load_state_tensors(saved.tensors)
+        except (RuntimeError, KeyError, ValueError, IndexError) as e:
+            raise InputError(f"weights do not match {CONFIG_NAME} ({one_line(e)})", saved.path) from None
         return model
+
+    save = save_pretrained
+    load = from_pretrained
 
 
 class CFRecommender(_Saveable, ABC):
     """A collaborative-filtering model: input a user's interaction row, output scores over all items."""
 
     @abstractmethod
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train on `data.train` (a CFSplits), selecting on `data.valid`; returns a training log."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
+        """Train on `data.train` (a CFSplits), selecting on `data.valid`; returns a training log.
+
+        Models trained in epochs checkpoint each epoch in `checkpoint_dir` and resume from it
+        (`recommenders.training`); the others ignore it.
+        """
 
     @abstractmethod
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
@@ -124,8 +135,9 @@ class SequentialRecommender(_Saveable, ABC):
     """A next-item model: input a history sequence, output scores over all items."""
 
     @abstractmethod
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Train on `data.train` (a SeqSplits), selecting on `data.valid`; returns a training log."""
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
+        """Train on `data.train` (a SeqSplits), selecting on `data.valid`; returns a training log
+        (epoch-trained models: resumable from `checkpoint_dir`, as for CF models)."""
 
     @abstractmethod
     def score(self, seq: np.ndarray, seq_len: np.ndarray | None = None) -> np.ndarray:

@@ -244,9 +244,11 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
             log = model.fit(data, seed=seed, progress=progress)
             train_s = time.perf_counter() - start
             run = {"seed": seed, "train_s": train_s}
-            for key in ("best_epoch", "epochs_run", "seconds_to_best", "best_valid_recall@20"):
+            for key in ("best_epoch", "epochs_run", "seconds_to_best"):  # the epoch trainer's log
                 if key in log:
                     run[key] = log[key]
+            if "metric" in log:
+                run[f"best_{log['metric']}"] = log["best_valid"]
             run.update(evaluate(model, data, tastes=tastes, catalog=catalog))
             runs.append(run)
             if progress:

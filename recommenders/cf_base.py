@@ -1,8 +1,10 @@
 """`HistoryModel`, the base of every collaborative-filtering model here, and its helpers.
 
 `HistoryModel` keeps the training rows (a csr matrix) so that `score(users)` needs no data set, saves
-them as three tensors next to the weights, and gives the neural models one validation function for
-early stopping (Recall@20 on the valid split, train items masked: the protocol of data/README.md).
+them as three tensors next to the weights, and gives the neural models what the epoch trainer
+(`recommenders.training`) asks of them beyond their loss: the validation figure for early stopping
+(Recall@20 on the valid split, train items masked: the protocol of data/README.md), the run's
+fingerprint for checkpoints, and shuffled batches of training rows.
 """
 
 from __future__ import annotations
@@ -63,6 +65,44 @@ class HistoryModel(CFRecommender):
     @property
     def n_items(self) -> int:
         return self.train_rows.shape[1]
+
+    # -- what the epoch trainer asks of a CF model (recommenders.training) -----------------------
+    valid_metric = "recall@20"
+
+    def validate(self, data) -> float:
+        """Validation Recall@20 with the current weights: the figure early stopping maximises."""
+        return valid_recall(self, data)
+
+    def fit_fingerprint(self, data, seed: int) -> str:
+        """What makes a checkpoint this run's: model, hyperparameters, seed, train/valid rows, item embeddings."""
+        import dataclasses
+
+        from .checkpoint import fingerprint
+
+        train, valid = data.train.tocsr(), data.valid.tocsr()
+        emb = {} if data.item_emb is None else {"item_emb": np.asarray(data.item_emb)}
+        return fingerprint(model=self.name, config=dataclasses.asdict(self.config), seed=seed,
+                           train_indptr=train.indptr, train_indices=train.indices, valid_indptr=valid.indptr,
+                           valid_indices=valid.indices, shape=list(train.shape), **emb)
+
+    def train_batches(self, data, gen):
+        """One epoch of dense multi-hot training rows, `config.batch_size` at a time, shuffled with `gen`."""
+        import torch
+
+        from .training import shuffled_batches
+
+        rows = torch.from_numpy(self.train_rows.toarray())
+        return (x for (x,) in shuffled_batches((rows,), self.config.batch_size, gen))
+
+    # -- persistence of the neural models (a torch `net` built by `_net()`); EASE & co. override --
+    def state_tensors(self) -> dict:
+        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        self.load_history_tensors(tensors)
+        self.net = self._net()
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net.eval()
 
     def history_tensors(self) -> dict[str, np.ndarray]:
         return csr_to_tensors("history", self.train_rows)

@@ -1,6 +1,6 @@
 """Epoch checkpoints, so a training run killed part-way resumes where it stopped.
 
-After every epoch a training loop hands its tensors (weights, optimiser moments, best weights so far,
+After every epoch the epoch trainer (`recommenders.training`) hands its tensors (weights, optimiser moments, best weights so far,
 random-generator states) and its small state (epoch, best score, log) to `EpochCheckpoint.save`:
 the tensors go to `checkpoint.safetensors`, then `checkpoint.json` (the state plus the tensors'
 SHA-256 and a fingerprint of the run) is written last, both atomically. `load` returns them only
@@ -113,35 +113,3 @@ def rng_tensors(gen: torch.Generator) -> dict[str, torch.Tensor]:
 def restore_rng(gen: torch.Generator, tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.global"])
     gen.set_state(tensors["rng.loop"])
-
-
-def cf_fingerprint(model, data, seed: int) -> str:
-    """The fingerprint of a CF training run: model, hyperparameters, seed, train and valid matrices."""
-    import dataclasses
-
-    train, valid = data.train.tocsr(), data.valid.tocsr()
-    return fingerprint(model=model.name, config=dataclasses.asdict(model.config), seed=seed,
-                       train_indptr=train.indptr, train_indices=train.indices, valid_indptr=valid.indptr,
-                       valid_indices=valid.indices, shape=list(train.shape))
-
-
-def save_epoch(ckpt: EpochCheckpoint, modules: dict[str, dict[str, torch.Tensor]], opt: torch.optim.Optimizer,
-               gen: torch.Generator, best_state: dict | None, state: dict,
-               extra: dict[str, torch.Tensor] | None = None) -> None:
-    """Checkpoint one epoch of a loop: state dicts by prefix, optimiser, generators, best weights, `state`."""
-    opt_tensors, opt_meta = optimizer_tensors(opt)
-    tensors = {**opt_tensors, **rng_tensors(gen), **with_prefix("best.", best_state or {}), **(extra or {})}
-    for prefix, sd in modules.items():
-        tensors.update(with_prefix(f"{prefix}.", sd))
-    ckpt.save(tensors, {**state, "optimizer": opt_meta})
-
-
-def restore_epoch(saved: tuple[dict, dict], modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
-                  gen: torch.Generator) -> tuple[dict | None, dict, dict]:
-    """Inverse of `save_epoch` into live objects; returns (best weights or None, state, all tensors)."""
-    tensors, state = saved
-    for prefix, module in modules.items():
-        module.load_state_dict(strip_prefix(f"{prefix}.", tensors))
-    load_optimizer(opt, tensors, state["optimizer"])
-    restore_rng(gen, tensors)
-    return strip_prefix("best.", tensors) or None, state, tensors

@@ -6,27 +6,29 @@ noise_scale * noise_min to noise_scale * noise_max over `steps` (the paper keeps
 the personalised signal survives). Training: timestep t drawn by importance sampling on the running
 per-t loss (Nichol & Dhariwal 2021, sec. 3.3), loss weighted by SNR(t-1) - SNR(t) (paper eq. 14).
 Scoring is deterministic: the input row is noised without noise to `sampling_start` and denoised
-with posterior-mean steps; `ensemble` averages the x0 estimates met on the way (step ensembling)
+with posterior-mean steps (diffusers' `DDPMScheduler` over DiffRec's schedule, custom timesteps, its
+variance set to zero); `ensemble` averages the x0 estimates met on the way (step ensembling)
 instead of keeping only the last one. `ema_decay` > 0 keeps an exponential moving average of the
-weights (as image diffusion models do, with a warm-up so it forgets the initial weights) and selects
-and scores with it. `item_linear` adds a zero-diagonal item-item linear path to the denoiser and
-`cooc` feeds it the user's co-occurrence neighbourhood (see `build_denoiser`). `loss: multinomial`
-swaps the paper's squared error for the multinomial log-likelihood of Mult-VAE (Liang et al. 2018)
-as the x0 objective, an option chosen on validation data like any other hyperparameter.
+weights (`core.ema`, as image diffusion models do, with a warm-up so it forgets the initial weights)
+and selects and scores with it. Training runs in the shared epoch trainer (`recommenders.training`);
+this file supplies the loss, the network and the optimizer. `item_linear` adds a zero-diagonal
+item-item linear path to the denoiser and `cooc` feeds it the user's co-occurrence neighbourhood
+(see `build_denoiser`). `loss: multinomial` swaps the paper's squared error for the multinomial
+log-likelihood of Mult-VAE (Liang et al. 2018) as the x0 objective, an option chosen on validation
+data like any other hyperparameter.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.errors import InputError
 
-from .cf_base import HistoryModel, valid_recall
+from .cf_base import HistoryModel
+from .training import EpochTrained
 
 
 def diffrec_betas(steps: int, noise_scale: float, noise_min: float, noise_max: float,
@@ -40,37 +42,6 @@ def diffrec_betas(steps: int, noise_scale: float, noise_min: float, noise_max: f
     betas[0] = one_minus_ab[0]
     betas[1:] = np.minimum(1.0 - ab[1:] / ab[:-1], max_beta)
     return betas
-
-
-def ema_warmup_decay(decay: float, n_updates: int) -> float:
-    """The decay used at optimizer step `n_updates` (1-based): min(decay, (1 + n) / (10 + n)).
-
-    The warm-up (TensorFlow's ExponentialMovingAverage `num_updates`) lets the average forget the random
-    initial weights within the first few dozen steps instead of 1 / (1 - decay) steps.
-    """
-    return min(decay, (1.0 + n_updates) / (10.0 + n_updates))
-
-
-def ema_update(ema, model, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers are copied)."""
-    import torch
-
-    with torch.no_grad():
-        for p_ema, p in zip(ema.parameters(), model.parameters()):
-            p_ema.lerp_(p, 1.0 - decay)
-        for b_ema, b in zip(ema.buffers(), model.buffers()):
-            b_ema.copy_(b)
-
-
-def timestep_embedding(t, dim: int):
-    """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017), shape (B, dim)."""
-    import torch
-
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return torch.nn.functional.pad(emb, (0, dim % 2))
 
 
 def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float, activation: str = "tanh",
@@ -90,6 +61,10 @@ def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:  # [cos | sin], Vaswani et al. 2017
+        return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0)
 
     act = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}[activation]
 
@@ -139,7 +114,7 @@ def build_denoiser(n_items: int, hidden: list[int], emb_dim: int, dropout: float
     return Denoiser()
 
 
-class DiffRec(HistoryModel):
+class DiffRec(EpochTrained, HistoryModel):
     """Diffusion over interaction vectors, x0 prediction, importance-sampled timesteps."""
 
     name = "diffrec"
@@ -228,36 +203,43 @@ class DiffRec(HistoryModel):
             per_user = per_user / pt
         return per_user.mean(), out
 
-    def training_loss(self, x0, gen):
-        """One batch's loss."""
-        return self.diffusion_loss(x0, gen)[0]
-
     @property
     def inference_timesteps(self) -> list[int]:
         c = self.config
         n = min(c.sampling_steps, c.sampling_start + 1)
         return sorted({int(round(x)) for x in np.linspace(c.sampling_start, 0, n)}, reverse=True)
 
-    def denoise(self, x, timesteps: list[int] | None = None):
+    def reverse_scheduler(self):
+        """diffusers' DDPM scheduler over DiffRec's own betas, its timesteps the strided inference ones.
+
+        DiffRec denoises with the posterior mean (no noise): the scheduler's variance is "learned"
+        and `denoise` passes a zero variance, so `step` returns the mean of q(x_s | x_t, x0).
+        """
+        from .schedulers import make_scheduler
+
+        sched = make_scheduler("ddpm", num_train_timesteps=self.config.steps, trained_betas=self.betas,
+                               prediction_type="sample", variance_type="learned")
+        sched.set_timesteps(timesteps=self.inference_timesteps)
+        return sched
+
+    def denoise(self, x):
         """Deterministic reverse process from the noise-free x_start (Ho et al. 2020, eq. 7 means)."""
         import torch
 
-        ts = self.inference_timesteps if timesteps is None else timesteps
-        ab = self.alphas_cumprod
-        x_t = x * math.sqrt(ab[ts[0]])
+        sched = self.reverse_scheduler()
+        timesteps = sched.timesteps.tolist()
+        x_t = sched.add_noise(x, torch.zeros_like(x), sched.timesteps[:1])  # sqrt(ab_start) x: no noise
+        unused = torch.Generator()  # step() draws noise even when its variance is zero; keep it off the others
         total = 0.0
-        for i, t in enumerate(ts):
+        for i, t in enumerate(timesteps):
             x0 = self._predict_x0(x_t, torch.full((len(x),), t, dtype=torch.long))
             if self.config.loss == "multinomial":
                 x0 = torch.softmax(x0, 1) * x.sum(1, keepdim=True)  # back to the data's scale
             total = total + x0
-            s = ts[i + 1] if i + 1 < len(ts) else -1
-            if s < 0:
+            if i + 1 == len(timesteps):
                 break
-            alpha = ab[t] / ab[s]  # strided posterior q(x_s | x_t, x0)
-            x_t = (math.sqrt(ab[s]) * (1 - alpha) / (1 - ab[t])) * x0 \
-                + (math.sqrt(alpha) * (1 - ab[s]) / (1 - ab[t])) * x_t
-        return total / len(ts) if self.config.ensemble else x0
+            x_t = sched.step(torch.cat([x0, torch.zeros_like(x0)], 1), t, x_t, generator=unused).prev_sample
+        return total / len(timesteps) if self.config.ensemble else x0
 
     def _predict_x0(self, x_t, t):
         return self.net(x_t, t)
@@ -277,88 +259,36 @@ class DiffRec(HistoryModel):
         d = 1.0 / np.sqrt(np.maximum(cooc.sum(1), 1e-12))
         return (cooc * d[:, None] * d[None, :]).astype(np.float32)
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
-        """Train with Adam; keep the weights of the best validation Recall@20 epoch (early stopping).
+    # --- what the epoch trainer asks (recommenders.training) ---------------------------------------
+    def setup_fit(self, data, seed: int):
+        """Keep the training rows, reset the per-timestep loss history, build the denoiser."""
+        self._set_history(data.train)
+        self._loss_hist = np.zeros((self.config.steps, 10))
+        self._loss_count = np.zeros(self.config.steps, dtype=np.int64)
+        return self._net()
 
-        With `checkpoint_dir`, every epoch is checkpointed and a rerun with the same settings resumes
-        after the last finished one, ending with the same weights (`recommenders.checkpoint`).
-        """
+    def configure_optimizer(self, net):
+        """Adam; the item-item path may have its own learning rate (`linear_lr`)."""
         import torch
-        from tqdm.auto import tqdm
-
-        from .checkpoint import (
-            EpochCheckpoint,
-            cf_fingerprint,
-            restore_epoch,
-            save_epoch,
-        )
 
         c = self.config
-        self._set_history(data.train)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        self.net = self._net()
-        self._loss_hist = np.zeros((c.steps, 10))
-        self._loss_count = np.zeros(c.steps, dtype=np.int64)
-        linear = [p for n, p in self.net.named_parameters() if n == "item_item"]
-        rest = [p for n, p in self.net.named_parameters() if n != "item_item"]
+        linear = [p for n, p in net.named_parameters() if n == "item_item"]
+        rest = [p for n, p in net.named_parameters() if n != "item_item"]
         groups = [{"params": rest}] + ([{"params": linear, "lr": c.linear_lr or c.lr}] if linear else [])
-        opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
-        x_all = torch.from_numpy(self.train_rows.toarray())
-        best, best_epoch, best_state, best_seconds, log = -1.0, -1, None, 0.0, []
-        trained = self.net
-        ema = copy.deepcopy(trained) if c.ema_decay > 0 else None
-        n_updates, first, stopped, elapsed = 0, 0, False, 0.0
-        ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
-        if ckpt is not None and (saved := ckpt.load()) is not None:
-            modules = {"net": trained, **({"ema": ema} if ema is not None else {})}
-            best_state, state, tensors = restore_epoch(saved, modules, opt, gen)
-            self._loss_hist = tensors["loss_hist"].numpy().copy()
-            self._loss_count = tensors["loss_count"].numpy().copy()
-            best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
-            n_updates, first, stopped, elapsed = state["n_updates"], state["epoch"] + 1, state["stopped"], state["seconds"]
-            if progress:
-                tqdm.write(f"{self.name}: resuming after epoch {state['epoch'] + 1} from {checkpoint_dir}")
-        start = time.perf_counter() - elapsed
-        bar = tqdm(range(first, c.epochs), desc=self.name, disable=not progress or stopped, leave=False,
-                   initial=first, total=c.epochs)
-        for epoch in bar:
-            if stopped:
-                break
-            self.net = trained.train()
-            total = 0.0
-            for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
-                loss = self.training_loss(x_all[idx], gen)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                if ema is not None:
-                    n_updates += 1
-                    ema_update(ema, trained, ema_warmup_decay(c.ema_decay, n_updates))
-            self.net = ema if ema is not None else trained  # validate (and keep) the averaged weights
-            recall = valid_recall(self, data)
-            log.append({"epoch": epoch, "loss": total, "valid_recall@20": recall})
-            if recall > best:
-                best, best_epoch, best_seconds = recall, epoch, time.perf_counter() - start
-                best_state = copy.deepcopy(self.net.state_dict())
-            bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
-            stopped = epoch - best_epoch >= c.patience
-            if ckpt is not None:
-                save_epoch(ckpt, {"net": trained.state_dict(), **({"ema": ema.state_dict()} if ema is not None else {})},
-                           opt, gen, best_state,
-                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
-                            "log": log, "n_updates": n_updates, "stopped": stopped,
-                            "seconds": time.perf_counter() - start},
-                           {"loss_hist": torch.from_numpy(self._loss_hist),
-                            "loss_count": torch.from_numpy(self._loss_count)})
-            if stopped:
-                break
-        self.net = ema if ema is not None else trained
-        self.net.load_state_dict(best_state)
-        self.net.eval()
-        return {"best_epoch": best_epoch, "best_valid_recall@20": best, "seconds_to_best": best_seconds,
-                "epochs_run": len(log), "epochs_resumed": first, "log": log}
+        return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+
+    def batch_loss(self, x0, gen):
+        """One batch's (weighted, importance-corrected) diffusion loss."""
+        return self.diffusion_loss(x0, gen)[0]
+
+    def fit_state(self) -> dict:
+        import torch
+
+        return {"loss_hist": torch.from_numpy(self._loss_hist), "loss_count": torch.from_numpy(self._loss_count)}
+
+    def load_fit_state(self, tensors: dict) -> None:
+        self._loss_hist = tensors["loss_hist"].numpy().copy()
+        self._loss_count = tensors["loss_count"].numpy().copy()
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         import torch
@@ -367,11 +297,3 @@ class DiffRec(HistoryModel):
         with torch.no_grad():
             return self.denoise(torch.from_numpy(self._rows(users, history))).numpy()
 
-    def state_tensors(self) -> dict:
-        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
-
-    def load_state_tensors(self, tensors: dict) -> None:
-        self.load_history_tensors(tensors)
-        self.net = self._net()
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net.eval()

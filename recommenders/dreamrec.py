@@ -22,14 +22,14 @@ times `data_scale` (the raw embeddings either shrink under the MSE or grow until
 away at almost every t, leaving the history unused), and `aux_ce` adds a next-item cross-entropy on
 the guidance vector itself so the history encoder learns at SASRec's pace.
 
-Samplers come from `recommenders.schedulers` (DDPM, DDIM, DPM-Solver++), so the number of reverse
+Samplers are diffusers' DDPM, DDIM and DPM-Solver++ schedulers (`recommenders.schedulers` sets them
+up for embeddings; training noises x0 with the same scheduler's `add_noise`), so the number of reverse
 steps is an inference-time choice: tens of steps instead of the published hundreds. With a few steps,
 scoring every item becomes most of the inference cost; `recommend(retrieval="ivf")` ranks only the
 items of the `n_probe` best k-means lists of an inverted-file index (`recommenders.ann`) instead.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from core.errors import InputError
 
 from .ann import IVFIndex
-from .schedulers import SAMPLERS, SchedulerConfig, make_scheduler
-from .seq_base import NextItemModel, SeqEncoder
+from .schedulers import SAMPLERS, make_scheduler, set_steps
+from .seq_base import NextItemConfig, NextItemModel, SeqEncoder
 
 OBJECTIVES = ("mse", "preferdiff", "softmax")
 SCORES = ("dot", "cosine")
@@ -50,9 +50,7 @@ RETRIEVALS = ("exact", "ivf")
 
 
 @dataclass
-class DreamRecConfig:
-    n_items: int = 0
-    max_len: int = 10
+class DreamRecConfig(NextItemConfig):  # data shape, optimisation and trainer settings: NextItemConfig
     hidden: int = 64
     n_layers: int = 1
     n_heads: int = 2
@@ -91,24 +89,6 @@ class DreamRecConfig:
     ivf_clusters: int = 0
     ivf_iters: int = 10
     ivf_seed: int = 0
-    # optimisation
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    epochs: int = 100
-    patience: int = 5
-    eval_every: int = 1
-    select_k: int = 20
-    grad_clip: float = 1.0
-    max_train_seconds: float = 0.0
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017), shape (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class Denoiser(nn.Module):
@@ -132,7 +112,10 @@ class Denoiser(nn.Module):
 
     def time_part(self, t: torch.Tensor) -> torch.Tensor:
         """The timestep's contribution; sampling computes it for all its timesteps in one call."""
-        return self.in_t(timestep_embedding(t, self.hidden))
+        from diffusers.models.embeddings import get_timestep_embedding
+
+        # [cos | sin] sinusoids of Vaswani et al. 2017
+        return self.in_t(get_timestep_embedding(t, self.hidden, flip_sin_to_cos=True, downscale_freq_shift=0))
 
     def forward(self, x: torch.Tensor, c_part: torch.Tensor, t: torch.Tensor | None = None, *,
                 t_part: torch.Tensor | None = None) -> torch.Tensor:
@@ -184,13 +167,23 @@ class DreamRec(NextItemModel):
         if cfg.n_probe < 1:
             raise InputError(f"n_probe must be at least 1, got {cfg.n_probe}")
         self._ivf: IVFIndex | None = None  # built on first use after fit/load, never saved
-        self.scheduler_config = SchedulerConfig(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start,
-                                                cfg.beta_end, cfg.prediction_type)
-        self.noise = make_scheduler("ddpm", self.scheduler_config)  # the forward process for training
+        self._schedulers: dict = {}  # sampler name -> diffusers scheduler, built on first use
+        self.noise = self.scheduler("ddpm")  # its add_noise is the forward process of training
         self.timing = {"encode_s": 0.0, "sample_s": 0.0, "rank_s": 0.0}  # of the last score() call
 
     def build(self) -> nn.Module:
         return _DreamRecNet(self.config)
+
+    def scheduler(self, sampler: str):
+        """The diffusers scheduler of a sampler over this model's forward process (one per name)."""
+        if sampler not in SAMPLERS:
+            raise InputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if sampler not in self._schedulers:
+            cfg = self.config
+            self._schedulers[sampler] = make_scheduler(
+                sampler, num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                beta_start=cfg.beta_start, beta_end=cfg.beta_end, prediction_type=cfg.prediction_type)
+        return self._schedulers[sampler]
 
     # -- training --------------------------------------------------------------------------
     def _x0_hat(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -249,9 +242,11 @@ class DreamRec(NextItemModel):
         net.eval()
         sampler = sampler or cfg.sampler
         w = cfg.guidance if guidance is None else guidance
-        kwargs = {"eta": cfg.eta if eta is None else eta} if sampler == "ddim" else {}
-        sched = make_scheduler(sampler, self.scheduler_config, **kwargs)
-        sched.set_timesteps(steps or cfg.sampling_steps)
+        step_kwargs = {"generator": generator}
+        if sampler == "ddim":
+            step_kwargs["eta"] = cfg.eta if eta is None else eta
+        sched = self.scheduler(sampler)
+        set_steps(sched, steps or cfg.sampling_steps)
         B = len(seq)
         # 1. encode the history once
         start = time.perf_counter()
@@ -270,7 +265,7 @@ class DreamRec(NextItemModel):
             if w != 0:
                 cond, uncond = out.chunk(2)
                 out = (1 + w) * cond - w * uncond
-            x = sched.step(out, t, x, generator=generator).prev_sample
+            x = sched.step(out, t, x, **step_kwargs).prev_sample
         self.timing["sample_s"] += time.perf_counter() - start
         return x
 
@@ -339,9 +334,9 @@ class DreamRec(NextItemModel):
                                  n_iter=cfg.ivf_iters, seed=cfg.ivf_seed)
         return self._ivf
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
-        self._ivf = None
-        return super().fit(data, seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
+    def setup_fit(self, data, seed: int) -> nn.Module:
+        self._ivf = None  # the index belongs to the old item embeddings
+        return super().setup_fit(data, seed)
 
     def load_state_tensors(self, tensors: dict) -> None:
         self._ivf = None

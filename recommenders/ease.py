@@ -23,7 +23,7 @@ class EASE(HistoryModel):
     class Config:
         l2: float = 1000.0
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
         """Solve for the item-item weights in closed form (float64 for a stable inverse)."""
         self._set_history(data.train)
         gram = (self.train_rows.T @ self.train_rows).toarray().astype(np.float64)
@@ -32,7 +32,7 @@ class EASE(HistoryModel):
         b = -p / np.diag(p)[None, :]
         np.fill_diagonal(b, 0.0)
         self.weights = b.astype(np.float32)
-        return {"epochs": 0}
+        return {"model": self.name, "epochs_run": 0}
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         return self._rows(users, history) @ self.weights

@@ -7,25 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .seq_base import NextItemModel
+from .seq_base import NextItemConfig, NextItemModel
 
 
 @dataclass
-class GRU4RecConfig:
-    n_items: int = 0
-    max_len: int = 10
+class GRU4RecConfig(NextItemConfig):
     hidden: int = 64
     n_layers: int = 1
     dropout: float = 0.3
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    epochs: int = 100
-    patience: int = 5
-    eval_every: int = 1
-    select_k: int = 20
-    grad_clip: float = 1.0
-    max_train_seconds: float = 0.0
 
 
 class _GRUNet(nn.Module):

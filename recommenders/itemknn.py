@@ -24,7 +24,7 @@ class ItemKNN(HistoryModel):
         k: int = 100
         shrink: float = 0.0
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
         """Cosine similarities, pruned to the top-k neighbours of each item (rows of S^T)."""
         import scipy.sparse as sp
 
@@ -40,7 +40,7 @@ class ItemKNN(HistoryModel):
         rows = np.repeat(np.arange(sim.shape[0]), k)
         pruned = sp.csr_matrix((sim[rows, keep.ravel()], (rows, keep.ravel())), shape=sim.shape)
         self.similarity = pruned.T.tocsr()  # S[i, j]: how much having item i supports item j
-        return {"epochs": 0}
+        return {"model": self.name, "epochs_run": 0}
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         return np.asarray(self._rows(users, history) @ self.similarity, np.float32)

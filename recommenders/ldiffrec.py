@@ -117,7 +117,7 @@ class LDiffRec(DiffRec):
             emb = (vt.T * s).astype(np.float32)
         return cluster_items(np.asarray(emb), self.config.n_clusters, seed)
 
-    def training_loss(self, x0, gen):
+    def batch_loss(self, x0, gen):
         """Joint objective: lambda * latent diffusion loss + VAE loss on the decoded x0 estimate."""
         import torch
         import torch.nn.functional as F
@@ -135,13 +135,23 @@ class LDiffRec(DiffRec):
         self._step += 1
         return c.lamda * diffusion + recon + beta * kl
 
-    # --- the recommender interface ------------------------------------------------------------
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
-        """Cluster the items, then train encoder, decoders and denoiser jointly with early stopping."""
+    # --- what the epoch trainer asks (recommenders.training) ---------------------------------------
+    def setup_fit(self, data, seed: int):
+        """Cluster the items (k-means, seeded), then build encoders, decoders and denoiser."""
         self.clusters = self._item_clusters(data, seed)
         self._step = 0
-        return super().fit(data, seed=seed, progress=progress)
+        return super().setup_fit(data, seed)
 
+    def fit_state(self) -> dict:
+        import torch
+
+        return {**super().fit_state(), "step": torch.tensor([self._step])}
+
+    def load_fit_state(self, tensors: dict) -> None:
+        super().load_fit_state(tensors)
+        self._step = int(tensors["step"][0])
+
+    # --- the recommender interface ------------------------------------------------------------
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         import torch
 

@@ -19,11 +19,11 @@ class MostPop(HistoryModel):
     class Config:
         pass
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True) -> dict:
+    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
         """Count item interactions in the training split."""
         self._set_history(data.train)
         self.counts = np.asarray(data.train.sum(0), np.float32).ravel()
-        return {"epochs": 0}
+        return {"model": self.name, "epochs_run": 0}
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         n = len(np.atleast_1d(users)) if history is None else history.shape[0]

@@ -2,18 +2,18 @@
 
 Encoder: L2-normalised, dropped-out multi-hot row -> tanh MLP -> (mu, logvar); decoder: z -> tanh
 MLP -> item logits. Loss: -sum(x * log_softmax(logits)) + beta * KL, beta annealed linearly to
-`anneal_cap`. Scoring uses mu (no sampling), so scores are deterministic.
+`anneal_cap`. Scoring uses mu (no sampling), so scores are deterministic. Training runs in the
+shared epoch trainer (`recommenders.training`) with early stopping on validation Recall@20.
 """
 
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cf_base import HistoryModel, valid_recall
+from .cf_base import HistoryModel
+from .training import EpochTrained
 
 
 def _mlp(dims: list[int]):
@@ -53,7 +53,7 @@ def _build(n_items: int, hidden: list[int], latent: int, dropout: float):
     return VAE()
 
 
-class MultiVAE(HistoryModel):
+class MultiVAE(EpochTrained, HistoryModel):
     """Mult-VAE^PR with early stopping on validation Recall@20."""
 
     name = "multivae"
@@ -75,76 +75,37 @@ class MultiVAE(HistoryModel):
         c = self.config
         return _build(self.n_items, list(c.hidden), c.latent, c.dropout)
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir=None) -> dict:
-        """Train with Adam; keep the weights of the best validation epoch.
+    # --- what the epoch trainer asks (recommenders.training) ---------------------------------------
+    def setup_fit(self, data, seed: int):
+        """Keep the training rows, reset the KL annealing, build the VAE."""
+        self._set_history(data.train)
+        self._step = 0
+        return self._net()
 
-        With `checkpoint_dir`, every epoch is checkpointed and a rerun with the same settings resumes
-        after the last finished one, ending with the same weights (`recommenders.checkpoint`).
-        """
+    def configure_optimizer(self, net):
         import torch
-        import torch.nn.functional as F
-        from tqdm.auto import tqdm
 
-        from .checkpoint import (
-            EpochCheckpoint,
-            cf_fingerprint,
-            restore_epoch,
-            save_epoch,
-        )
+        return torch.optim.Adam(net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def batch_loss(self, x, gen):
+        """Multinomial negative log-likelihood + beta * KL, beta annealed linearly per batch to `anneal_cap`."""
+        import torch.nn.functional as F
 
         c = self.config
-        self._set_history(data.train)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        self.net = self._net()
-        opt = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        x_all = torch.from_numpy(self.train_rows.toarray())
-        best, best_state, best_epoch, best_seconds, step, log = -1.0, None, -1, 0.0, 0, []
-        first, stopped, elapsed = 0, False, 0.0
-        ckpt = EpochCheckpoint(checkpoint_dir, cf_fingerprint(self, data, seed)) if checkpoint_dir is not None else None
-        if ckpt is not None and (saved := ckpt.load()) is not None:
-            best_state, state, _ = restore_epoch(saved, {"net": self.net}, opt, gen)
-            best, best_epoch, best_seconds, log = state["best"], state["best_epoch"], state["best_seconds"], state["log"]
-            step, first, stopped, elapsed = state["step"], state["epoch"] + 1, state["stopped"], state["seconds"]
-            if progress:
-                tqdm.write(f"multivae: resuming after epoch {state['epoch'] + 1} from {checkpoint_dir}")
-        start = time.perf_counter() - elapsed
-        bar = tqdm(range(first, c.epochs), desc="multivae", disable=not progress or stopped, leave=False,
-                   initial=first, total=c.epochs)
-        for epoch in bar:
-            if stopped:
-                break
-            self.net.train()
-            total = 0.0
-            for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
-                x = x_all[idx]
-                logits, mu, logvar = self.net(x)
-                beta = min(c.anneal_cap, step / max(c.anneal_steps, 1))
-                nll = -(F.log_softmax(logits, 1) * x).sum(1).mean()
-                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
-                loss = nll + beta * kl
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                step += 1
-                total += float(loss.detach())
-            recall = valid_recall(self, data)
-            log.append({"epoch": epoch, "loss": total, "valid_recall@20": recall})
-            if recall > best:
-                best, best_epoch = recall, epoch
-                best_state = copy.deepcopy(self.net.state_dict())
-                best_seconds = time.perf_counter() - start
-            bar.set_postfix(valid_r20=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
-            stopped = epoch - best_epoch >= c.patience
-            if ckpt is not None:
-                save_epoch(ckpt, {"net": self.net.state_dict()}, opt, gen, best_state,
-                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_seconds": best_seconds,
-                            "log": log, "step": step, "stopped": stopped, "seconds": time.perf_counter() - start})
-            if stopped:
-                break
-        self.net.load_state_dict(best_state)
-        return {"best_epoch": best_epoch, "best_valid_recall@20": best, "seconds_to_best": best_seconds,
-                "epochs_run": len(log), "epochs_resumed": first, "log": log}
+        logits, mu, logvar = self.net(x)
+        beta = min(c.anneal_cap, self._step / max(c.anneal_steps, 1))
+        self._step += 1
+        nll = -(F.log_softmax(logits, 1) * x).sum(1).mean()
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
+        return nll + beta * kl
+
+    def fit_state(self) -> dict:
+        import torch
+
+        return {"step": torch.tensor([self._step])}
+
+    def load_fit_state(self, tensors: dict) -> None:
+        self._step = int(tensors["step"][0])
 
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         import torch
@@ -154,11 +115,3 @@ class MultiVAE(HistoryModel):
             logits, _, _ = self.net(torch.from_numpy(self._rows(users, history)))
         return logits.numpy()
 
-    def state_tensors(self) -> dict:
-        return {**{f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}, **self.history_tensors()}
-
-    def load_state_tensors(self, tensors: dict) -> None:
-        self.load_history_tensors(tensors)
-        self.net = self._net()
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net.eval()

@@ -1,30 +1,29 @@
 """What every neural next-item model here shares.
 
 `SeqEncoder` is the transformer over a history that SASRec uses as its model and DreamRec as its
-history encoder; `NextItemModel` holds batching, the training loop with validation HR@K early
-stopping, scoring in batches of rows, preference and save/load.
+history encoder; `NextItemModel` holds what the epoch trainer (`recommenders.training`) asks of a
+next-item model beyond its loss (batches, validation HR@K, the run's fingerprint), scoring in
+batches of rows, preference and save/load.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from core.errors import InputError
-from core.runtime import seed_everything
 
 from .base import SequentialRecommender
-from .checkpoint import EpochCheckpoint, fingerprint, restore_epoch, save_epoch
+from .checkpoint import fingerprint
 from .condition import PreferenceCondition, condition_from_scores
 from .metrics import ranking_metrics
+from .training import EpochTrained, shuffled_batches
 
 
 class SeqEncoder(nn.Module):
@@ -163,7 +162,25 @@ def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             torch.as_tensor(split.target, dtype=torch.long))
 
 
-class NextItemModel(SequentialRecommender):
+@dataclass
+class NextItemConfig:
+    """What every neural next-item model's config holds: the data's shape, optimisation (AdamW) and the
+    epoch trainer's settings (`recommenders.training`). A model's config subclasses it with its own."""
+
+    n_items: int = 0  # set by fit from the data
+    max_len: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 100
+    patience: int = 5  # validations without a better HR@select_k before stopping
+    eval_every: int = 1
+    select_k: int = 20
+    grad_clip: float = 1.0
+    max_train_seconds: float = 0.0  # 0: no time cap
+
+
+class NextItemModel(EpochTrained, SequentialRecommender):
     """Shared machinery of the neural next-item models; subclasses give `build`, `loss`, `score_batch`."""
 
     name = ""
@@ -198,83 +215,37 @@ class NextItemModel(SequentialRecommender):
         if data.train.seq.shape[1] > self.config.max_len:
             raise InputError(f"histories are {data.train.seq.shape[1]} long, max_len is {self.config.max_len}")
 
-    def fit(self, data, *, seed: int = 0, progress: bool = True, checkpoint_dir: str | Path | None = None) -> dict:
-        """Train on data.train with AdamW; keep the epoch with the best validation HR@K.
+    # -- what the epoch trainer asks (recommenders.training) --------------------------------
+    @property
+    def valid_metric(self) -> str:
+        return f"hr@{self.config.select_k}"
 
-        With `checkpoint_dir`, every epoch is checkpointed there and a later call with the same
-        settings, data and seed resumes after the last finished epoch, ending with the same weights
-        as an uninterrupted run (`recommenders.checkpoint`); the caller removes it when done.
-        """
+    def setup_fit(self, data, seed: int) -> nn.Module:
+        """Check the data against the config, keep the item ids, build the network."""
         self._check_data(data)
-        cfg = self.config
-        cfg.n_items = data.n_items
+        self.config.n_items = data.n_items
         self.item_ids = list(data.item_ids) if data.item_ids is not None else None
-        seed_everything(seed)
-        self.net = self.build()
-        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        seq, seq_len, target = to_tensors(data.train)
-        gen = torch.Generator().manual_seed(seed)
-        key = f"hr@{cfg.select_k}"
-        best, best_state, best_epoch, history, bad = -1.0, None, 0, [], 0
-        first, stopped, elapsed = 1, False, 0.0
-        ckpt = None
-        if checkpoint_dir is not None:
-            ckpt = EpochCheckpoint(checkpoint_dir, fingerprint(
-                model=self.name, config=dataclasses.asdict(cfg), seed=seed, train_seq=data.train.seq,
-                train_len=data.train.seq_len, train_target=data.train.target, valid_seq=data.valid.seq,
-                valid_len=data.valid.seq_len, valid_target=data.valid.target))
-            saved = ckpt.load()
-            if saved is not None:
-                best_state, state, _ = restore_epoch(saved, {"net": self.net}, opt, gen)
-                best, best_epoch, bad, history = state["best"], state["best_epoch"], state["bad"], state["history"]
-                first, stopped, elapsed = state["epoch"] + 1, state["stopped"], state["seconds"]
-                if progress:
-                    tqdm.write(f"{self.name}: resuming after epoch {state['epoch']} from {checkpoint_dir}")
-        start = time.perf_counter() - elapsed
-        n_batches = (len(target) + cfg.batch_size - 1) // cfg.batch_size
-        bar = tqdm(range(first, cfg.epochs + 1), desc=f"{self.name} fit", disable=not progress or stopped,
-                   leave=False, initial=first - 1, total=cfg.epochs)
-        for epoch in bar:
-            if stopped:
-                break
-            self.net.train()
-            perm = torch.randperm(len(target), generator=gen)
-            total = 0.0
-            for b in range(n_batches):
-                idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                loss = self.loss(seq[idx], seq_len[idx], target[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-                opt.step()
-                total += float(loss.detach())
-            record = {"epoch": epoch, "loss": total / n_batches, "seconds": time.perf_counter() - start}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                record[f"valid_{key}"] = self.evaluate(data.valid, ks=(cfg.select_k,))[key]
-                if record[f"valid_{key}"] > best:
-                    best, best_epoch, bad = record[f"valid_{key}"], epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-                else:
-                    bad += 1
-            history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", best=f"{best:.4f}")
-            if progress:
-                bar.write(f"{self.name} epoch {epoch}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
-            stopped = bool(bad >= cfg.patience or (cfg.max_train_seconds and record["seconds"] > cfg.max_train_seconds))
-            if ckpt is not None:
-                save_epoch(ckpt, {"net": self.net.state_dict()}, opt, gen, best_state,
-                           {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad, "history": history,
-                            "stopped": stopped, "seconds": record["seconds"]})
-            if stopped:
-                break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
-        return {"model": self.name, "best_epoch": best_epoch, f"valid_{key}": best, "epochs_run": len(history),
-                "epochs_resumed": first - 1,
-                "train_seconds": time.perf_counter() - start, "history": history}
+        return self.build()
+
+    def configure_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def train_batches(self, data, gen: torch.Generator):
+        """One epoch of (seq, seq_len, target) batches, shuffled with `gen`."""
+        return shuffled_batches(to_tensors(data.train), self.config.batch_size, gen)
+
+    def batch_loss(self, batch, gen: torch.Generator) -> torch.Tensor:
+        return self.loss(*batch)
+
+    def validate(self, data) -> float:
+        """Validation HR@select_k over all items: the figure early stopping maximises."""
+        return self.evaluate(data.valid, ks=(self.config.select_k,))[self.valid_metric]
+
+    def fit_fingerprint(self, data, seed: int) -> str:
+        """What makes a checkpoint this run's: model, hyperparameters, seed, train and valid splits."""
+        return fingerprint(model=self.name, config=dataclasses.asdict(self.config), seed=seed,
+                           train_seq=data.train.seq, train_len=data.train.seq_len, train_target=data.train.target,
+                           valid_seq=data.valid.seq, valid_len=data.valid.seq_len, valid_target=data.valid.target)
 
     # -- inference -------------------------------------------------------------------------
     def _require_fitted(self) -> nn.Module:

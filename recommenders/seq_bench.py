@@ -248,8 +248,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
             model.save(Path(save_dir) / f"{key}-seed{seed}")
         entry = result["models"].setdefault(key, {"model": base, "hyperparameters": _config_dict(model),
                                                   "runs": []})
-        run = {"seed": seed, "train_seconds": log["train_seconds"], "best_epoch": log.get("best_epoch"),
-               "epochs_run": log.get("epochs_run"), "valid": {k: v for k, v in log.items() if k.startswith("valid_")},
+        run = {"seed": seed, "train_seconds": log["seconds"], "best_epoch": log.get("best_epoch"),
+               "epochs_run": log.get("epochs_run"), "valid": {log["metric"]: log["best_valid"]} if "metric" in log else {},
                "variants": {}}
         grid = sampler_grid(model, samplers, steps, fast_max) if base in DIFFUSION else [("-", 0)]
         if base in DIFFUSION and select:

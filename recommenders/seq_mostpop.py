@@ -35,7 +35,7 @@ class SeqMostPop(NextItemModel):
             counts += np.bincount(seq, minlength=data.n_items).astype(np.float32)
         self.counts = counts
         self.net = True  # fitted marker for the shared inference helpers
-        return {"model": self.name, "train_seconds": time.perf_counter() - start}
+        return {"model": self.name, "seconds": time.perf_counter() - start}
 
     def score(self, seq, seq_len=None, **kwargs) -> np.ndarray:
         n = len(np.atleast_2d(np.asarray(seq)))

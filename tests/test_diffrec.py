@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 from tiny_models import TINY, tiny_splits
 
-import recommenders.diffrec as diffrec
-from recommenders.diffrec import DiffRec, ema_warmup_decay
+from core.ema import EMA
+from recommenders.diffrec import DiffRec
+from recommenders.training import EMA_WARMUP
 
 
 def test_ema_warmup_decay_rises_to_the_cap():
-    decays = [ema_warmup_decay(0.99, n) for n in range(1, 2000)]
+    import torch
+
+    ema = EMA(torch.nn.Linear(2, 2), 0.99, warmup=EMA_WARMUP)
+    decays = [ema.decay_at(n) for n in range(1, 2000)]
     assert decays[0] == pytest.approx(2 / 11)  # the first updates mostly copy the trained weights
     assert all(a <= b for a, b in zip(decays, decays[1:]))
     assert max(decays) == 0.99 and decays[-1] == 0.99
@@ -22,11 +26,11 @@ def test_fit_keeps_the_ema_of_the_trained_weights(monkeypatch):
 
     data = tiny_splits()
     seen = []  # (decay, trained weights after each optimizer step)
-    real_update = diffrec.ema_update
+    real_update = EMA.update
 
-    def recording_update(ema, model, decay):
-        seen.append((decay, [p.detach().clone() for p in model.parameters()]))
-        real_update(ema, model, decay)
+    def recording_update(self, model):
+        seen.append((self.decay_at(self.updates + 1), [p.detach().clone() for p in model.parameters()]))
+        real_update(self, model)
 
     class Recorded(DiffRec):
         def _net(self):
@@ -34,11 +38,11 @@ def test_fit_keeps_the_ema_of_the_trained_weights(monkeypatch):
             self.init_weights = [p.detach().clone() for p in net.parameters()]
             return net
 
-    monkeypatch.setattr(diffrec, "ema_update", recording_update)
+    monkeypatch.setattr(EMA, "update", recording_update)
     model = Recorded(**{**TINY["diffrec"], "epochs": 1, "patience": 1, "lr": 1e-2, "ema_decay": 0.9})
     model.fit(data, seed=0, progress=False)
     n_steps = -(-data.n_users // model.config.batch_size)
-    assert [d for d, _ in seen] == [ema_warmup_decay(0.9, n) for n in range(1, n_steps + 1)]
+    assert [d for d, _ in seen] == [min(0.9, (1 + n) / (EMA_WARMUP + n)) for n in range(1, n_steps + 1)]
 
     expected = copy.deepcopy(model.init_weights)  # replay the average by hand
     for decay, weights in seen:

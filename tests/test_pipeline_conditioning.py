@@ -35,11 +35,10 @@ def test_keyword_prompts():
 
 
 def adapter(**kw):
-    from pipelines.conditioning import PreferenceAdapter, PreferenceAdapterConfig
+    from pipelines.conditioning import PreferenceAdapter
 
     torch.manual_seed(0)
-    return PreferenceAdapter(PreferenceAdapterConfig(embedding_dim=3, cross_attention_dim=32, num_tokens=4,
-                                                     hidden_dim=16, **kw))
+    return PreferenceAdapter(embedding_dim=3, cross_attention_dim=32, num_tokens=4, hidden_dim=16, **kw)
 
 
 def test_adapter_shapes_and_round_trip(tmp_path):
@@ -52,7 +51,7 @@ def test_adapter_shapes_and_round_trip(tmp_path):
     assert a(emb).shape == (5, 4, 32)
     assert a(None, batch_size=2).shape == (2, 4, 32)
     a.save_pretrained(tmp_path / "ad")
-    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["adapter.safetensors", "config.json"]
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["config.json", "model.safetensors"]
     b = PreferenceAdapter.from_pretrained(tmp_path / "ad")
     assert torch.equal(a(emb), b(emb)) and torch.equal(a(None), b(None))
     assert b.source == str(tmp_path / "ad")
@@ -76,12 +75,10 @@ def test_encode_prompts_appends_tokens_on_both_branches(tiny_sd):
     assert torch.equal(u1[:, u0.shape[1]:], a(None))  # guidance pairs them with the null tokens
     c2, u2 = encode_prompts(sd, "a red shirt", "", guidance=1.0, adapter=a, embedding=[0.5, -0.5, 0.25])
     assert u2 is None and c2.shape == c1.shape  # no guidance: no unconditional branch
-    wrong = adapter()
-    wrong.config.cross_attention_dim = 16
-    from pipelines.conditioning import PreferenceAdapter, PreferenceAdapterConfig
+    from pipelines.conditioning import PreferenceAdapter
 
     with pytest.raises(InputError, match="text encoder makes 32"):
-        encode_prompts(sd, "x", "", guidance=2.0, adapter=PreferenceAdapter(PreferenceAdapterConfig(3, 16)),
+        encode_prompts(sd, "x", "", guidance=2.0, adapter=PreferenceAdapter(3, 16),
                        embedding=[0.0, 0.0, 0.0])
 
 

@@ -95,15 +95,14 @@ def test_ranking_scores_are_stored_and_ordered(parts, condition):
 
 
 def test_adapter_tokens_change_the_image(parts, condition):
-    from pipelines.conditioning import PreferenceAdapter, PreferenceAdapterConfig
+    from pipelines.conditioning import PreferenceAdapter
     from pipelines.product import ProductPipeline
 
     sd, catalog = parts
     import torch
 
     torch.manual_seed(0)
-    adapter = PreferenceAdapter(PreferenceAdapterConfig(embedding_dim=4, cross_attention_dim=32, num_tokens=2,
-                                                        hidden_dim=8))
+    adapter = PreferenceAdapter(embedding_dim=4, cross_attention_dim=32, num_tokens=2, hidden_dim=8)
     plain = ProductPipeline(sd, catalog=catalog)(condition, category="bag", num_candidates=1, seed=1, steps=STEPS)
     tuned = ProductPipeline(sd, catalog=catalog, adapter=adapter)(condition, category="bag", num_candidates=1,
                                                                    seed=1, steps=STEPS)

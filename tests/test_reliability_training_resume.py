@@ -93,7 +93,7 @@ def test_adapter_survives_sigkill(tmp_path, tiny_sd):
                              lambda: ckpts.is_dir() and any(ckpts.glob("step-*")), rng=rng, window_s=window)
     assert killed >= 1, "no run was killed: training finished too fast for this test"
     assert_no_partial_files(out)
-    assert sha256(out / "adapter.safetensors") == sha256(tmp_path / "ref" / "adapter.safetensors")
+    assert sha256(out / "model.safetensors") == sha256(tmp_path / "ref" / "model.safetensors")
     assert (out / "config.json").read_bytes() == (tmp_path / "ref" / "config.json").read_bytes()
     report = json.loads((tmp_path / "run-report.json").read_text())  # written by the final run only
     assert report["steps"] == 30 and report["resumed_from_step"] > 0, "the final run did not resume"

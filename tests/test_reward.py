@@ -55,7 +55,7 @@ def test_reward_model_learns_clicks_and_reports_oracle_auc(shop, users, tmp_path
     # save / load round trip gives the same predictions; predict takes a condition
     model = RewardModel.from_pretrained(tmp_path / "reward")
     saved = json.loads((tmp_path / "reward" / "config.json").read_text())
-    assert saved["image_dim"] == 48 and saved["metrics"]["held_out"]["auc"] == held["auc"]
+    assert saved["image_dim"] == 48 and saved["_extra"]["metrics"]["held_out"]["auc"] == held["auc"]
     assert saved["probes"] == words and torch.allclose(model.probe_text, torch.from_numpy(text))
     red = torch.nn.functional.normalize(torch.from_numpy(pixel_embed([Image.new("RGB", (8, 8), COLORS["red"])])))
     red = model.image_features(red)

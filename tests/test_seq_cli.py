@@ -87,7 +87,7 @@ def test_train_saves_a_folder_that_eval_reloads_with_the_same_metrics(folder, tm
     assert {"config.json", "model.safetensors", "training.json"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "training.json").read_text())["seed"] == 1
     if model != "mostpop":
-        assert trained["best_epoch"] >= 1 and "valid_hr@10" in trained  # selected on validation
+        assert trained["best_epoch"] >= 1 and trained["metric"] == "valid_hr@10"  # selected on validation
     code, text = run(["eval", "--model-dir", str(out), "--data", str(folder), "--json"])
     assert code == 0, text
     ev = json.loads(text)
@@ -313,9 +313,9 @@ def test_training_resumes_from_its_epoch_checkpoint_to_the_same_weights(folder, 
     assert json.loads((ckpt / STATE).read_text())["state"]["epoch"] == 2
     resumed = cls_of(model)(**hp)
     log = resumed.fit(data, seed=3, progress=False, checkpoint_dir=ckpt)
-    assert log["epochs_run"] == 4 and [r["epoch"] for r in log["history"]] == [1, 2, 3, 4]
+    assert log["epochs_run"] == 4 and [r["epoch"] for r in log["log"]] == [1, 2, 3, 4]
     for name, value in ref.net.state_dict().items():
         assert torch.equal(value, resumed.net.state_dict()[name]), name
     # another seed has another fingerprint: it trains from scratch instead of resuming
     other = cls_of(model)(**{**hp, "epochs": 1})
-    assert other.fit(data, seed=4, progress=False, checkpoint_dir=ckpt)["history"][0]["epoch"] == 1
+    assert other.fit(data, seed=4, progress=False, checkpoint_dir=ckpt)["log"][0]["epoch"] == 1

@@ -334,7 +334,7 @@ def adapter(
     catalog: Optional[Path] = typer.Option(None, help="Your catalog (with --interactions) instead of the demo shop."),
     interactions: Optional[Path] = typer.Option(None, help="Your interactions CSV (users' histories)."),
     recommender: str = typer.Option("ease", help="Recommender whose conditions the adapter reads."),
-    out: Path = typer.Option(Path("runs/adapter"), help="Output folder: config.json + adapter.safetensors.", callback=options.out_dir),
+    out: Path = typer.Option(Path("runs/adapter"), help="Output folder: config.json + model.safetensors.", callback=options.out_dir),
     steps: int = typer.Option(600, help="Optimizer steps."),
     batch_size: int = typer.Option(16, help="Examples per step."),
     learning_rate: float = typer.Option(1e-3, help="Peak learning rate."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from app.commands import options
 from core.errors import InputError
 
-CHECKPOINT_DIR = ".checkpoint"  # inside --out: sequential models' epoch checkpoints, removed once saved
+CHECKPOINT_DIR = ".checkpoint"  # inside --out: epoch checkpoints of the models trained in epochs, removed once saved
 
 app = typer.Typer(help="Train, evaluate and benchmark recommenders.", no_args_is_help=True)
 
@@ -81,7 +80,7 @@ def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
     seconds = time.perf_counter() - start
     rec.save(out)
     ks = tuple(cfg.get("ks", (10, 20, 50)))
-    summary = {k: v for k, v in log.items() if k != "history"}
+    summary = {k: v for k, v in log.items() if k != "log"}
     atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, "config_file": cfg["_path"], **log})
     shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
     result = {"task": "seq", "model": rec.name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
@@ -157,12 +156,14 @@ def train(
     """Train one model (hyperparameters from the data set's YAML), select on validation, save it.
 
     Sequential data (zhihu, amazon-beauty; `--data demo` with a sequential model) trains a next-item
-    model; its folder also gets training.json (data, seed, per-epoch log). Models trained in epochs
-    (diffrec, multivae, sasrec, gru4rec, dreamrec) checkpoint every epoch in OUT/.checkpoint:
+    model. The folder also gets training.json (data, seed, the training log: the same keys for every
+    model). Models trained in epochs (diffrec, ldiffrec, multivae, sasrec, gru4rec, dreamrec)
+    checkpoint every epoch in OUT/.checkpoint:
     rerunning a stopped command resumes after the last finished epoch and ends with the same model.
     """
     import time
 
+    from core.io import atomic_write_json
     from recommenders.bench import (
         evaluate,
         load_model_configs,
@@ -181,10 +182,10 @@ def train(
     rec = make_model(name, params, config)
     start = time.perf_counter()
     checkpoint = Path(out) / CHECKPOINT_DIR
-    resumable = "checkpoint_dir" in inspect.signature(rec.fit).parameters  # the epoch-trained models
-    log = rec.fit(splits, seed=seed, progress=not as_json, **({"checkpoint_dir": checkpoint} if resumable else {}))
+    log = rec.fit(splits, seed=seed, progress=not as_json, checkpoint_dir=checkpoint)
     seconds = time.perf_counter() - start
     rec.save(out)
+    atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, **log})
     result = {"model": name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
               **{k: v for k, v in log.items() if k != "log"}, "test": evaluate(rec, splits, latency=False)}
     shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
