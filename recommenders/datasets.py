@@ -36,24 +36,45 @@ def detect_format(path: str | Path) -> str:
     raise InputError("no known data set here (expected train_list.npy, train.npz, train_data.txt or interactions.csv)", p)
 
 
-def _load_pairs(path: Path) -> np.ndarray:
+def _read_npy(path: Path) -> np.ndarray:
+    """One plain .npy array (never a pickle), or one error naming the file."""
     if not path.exists():
         raise InputError("file missing from the data set", path)
     try:
-        arr = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise InputError("holds an object array (pickled Python objects); expected a plain numeric array",
+                             path) from None
         raise InputError(f"not a plain .npy array ({e})", path) from None
-    if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"expected an integer array of shape (N, 2), got {arr.dtype} {arr.shape}", path)
-    if len(arr) and arr.min() < 0:
-        raise InputError("negative user or item index", path)
+    except (OSError, EOFError) as e:
+        raise InputError(f"not a readable .npy file ({e})", path) from None
+
+
+def _check_ids(arr: np.ndarray, what: str, path: Path, shape: str) -> np.ndarray:
+    """Integer ids (never floats, even whole ones: a float id means the file was written wrong), none negative."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{what} must be an integer array {shape}, got {arr.dtype}", path)
+    if arr.size and int(arr.min()) < 0:
+        raise InputError(f"{what} holds a negative id ({int(arr.min())}); ids are 0-indexed", path)
     return arr.astype(np.int64)
+
+
+def _load_pairs(path: Path) -> np.ndarray:
+    arr = _read_npy(path)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"expected an integer array of shape (N, 2) of [user, item], got {arr.dtype} {arr.shape}",
+                         path)
+    return _check_ids(arr, "[user, item] pairs", path, "of shape (N, 2)")
 
 
 def _load_cf_npy(folder: Path) -> CFSplits:
     import scipy.sparse as sp
 
     parts = {s: _load_pairs(folder / f"{s}_list.npy") for s in ("train", "valid", "test")}
+    for s, a in parts.items():
+        if not len(a) and s != "valid":
+            raise InputError("is empty: no [user, item] pairs", folder / f"{s}_list.npy")
     n_users = 1 + max(int(a[:, 0].max()) for a in parts.values() if len(a))
     n_items = 1 + max(int(a[:, 1].max()) for a in parts.values() if len(a))
 
@@ -64,27 +85,95 @@ def _load_cf_npy(folder: Path) -> CFSplits:
 
     emb = None
     if (folder / "item_emb.npy").exists():
-        emb = np.load(folder / "item_emb.npy", allow_pickle=False).astype(np.float32)
+        path = folder / "item_emb.npy"
+        emb = _read_npy(path)
+        if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.complexfloating):
+            raise InputError(f"expected a real (n_items, dim) array, got {emb.dtype} {emb.shape}", path)
+        emb = emb.astype(np.float32)
         if emb.shape[0] != n_items:
-            raise InputError(f"item_emb.npy has {emb.shape[0]} rows for {n_items} items", folder / "item_emb.npy")
+            raise InputError(f"item_emb.npy has {emb.shape[0]} rows for {n_items} items", path)
+        if not np.isfinite(emb).all():
+            raise InputError("holds non-finite values (NaN or inf); embeddings must be finite", path)
     return CFSplits(folder.name, csr(parts["train"]), csr(parts["valid"]), csr(parts["test"]), item_emb=emb)
 
 
-def _load_seq_npz(folder: Path) -> SeqSplits:
-    splits = {}
-    for s in ("train", "valid", "test"):
-        f = folder / f"{s}.npz"
-        if not f.exists():
-            raise InputError("file missing from the data set", f)
-        with np.load(f, allow_pickle=False) as d:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The seq, seq_len and target arrays of one split file (plain arrays only), or one error naming it."""
+    import zipfile
+
+    if not path.exists():
+        raise InputError("file missing from the data set", path)
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            if not hasattr(d, "files"):
+                raise InputError("is a single .npy array; expected an .npz with seq, seq_len and target", path)
             missing = {"seq", "seq_len", "target"} - set(d.files)
             if missing:
-                raise InputError(f"missing arrays: {', '.join(sorted(missing))}", f)
-            splits[s] = SeqSplit(d["seq"].astype(np.int64), d["seq_len"].astype(np.int64), d["target"].astype(np.int64))
+                raise InputError(f"missing arrays: {', '.join(sorted(missing))}", path)
+            out = {}
+            for name in ("seq", "seq_len", "target"):
+                try:
+                    out[name] = d[name]
+                except ValueError:
+                    raise InputError(f"array {name} holds objects (pickled Python objects); expected integers",
+                                     path) from None
+            return out
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise InputError(f"not a readable .npz file ({e})", path) from None
+
+
+def _check_seq_split(d: dict[str, np.ndarray], path: Path) -> SeqSplit:
+    """dtype, shape and range checks of one split; padding and seq_len are checked once the pad id is known."""
+    seq = _check_ids(d["seq"], "seq", path, "(N, L)")
+    lens = _check_ids(d["seq_len"], "seq_len", path, "(N,)")
+    target = _check_ids(d["target"], "target", path, "(N,)")
+    if seq.ndim != 2 or seq.shape[1] < 1:
+        raise InputError(f"seq must be (N, L) item ids, got shape {seq.shape}", path)
+    if lens.ndim != 1 or target.ndim != 1:
+        raise InputError(f"seq_len and target must be 1-D, got shapes {lens.shape} and {target.shape}", path)
+    if not (len(seq) == len(lens) == len(target)):
+        raise InputError(f"rows differ: seq {len(seq)}, seq_len {len(lens)}, target {len(target)}", path)
+    if not len(seq):
+        raise InputError("has no rows", path)
+    return SeqSplit(seq, lens, target)
+
+
+def _check_padding(split: SeqSplit, pad: int, path: Path) -> None:
+    """Right padding with the pad id, and seq_len = the real items in each row (1 for an empty history)."""
+    is_pad = split.seq == pad
+    real = (~is_pad).sum(1)
+    width = split.seq.shape[1]
+    # right padding: once a row has a pad, everything after it is pad
+    after_pad = np.logical_or.accumulate(is_pad, axis=1) & ~is_pad
+    bad = np.flatnonzero(after_pad.any(1))
+    if len(bad):
+        r = int(bad[0])
+        raise InputError(f"row {r} is left-padded (pad id {pad} before item ids: {split.seq[r].tolist()}); "
+                         f"histories must be right-padded", path)
+    expected = np.maximum(real, 1)
+    bad = np.flatnonzero(split.seq_len != expected)
+    if len(bad):
+        r = int(bad[0])
+        raise InputError(f"row {r}: seq_len {int(split.seq_len[r])} contradicts the padding ({int(real[r])} real "
+                         f"item(s) of {width}; an empty history has seq_len 1); {len(bad)} row(s) like it", path)
+    if int(split.target.max()) >= pad:
+        r = int(np.argmax(split.target >= pad))
+        raise InputError(f"row {r}: target {int(split.target[r])} is >= the pad id {pad} (the largest id in seq); "
+                         f"targets must be item ids 0..{pad - 1}", path)
+
+
+def _load_seq_npz(folder: Path) -> SeqSplits:
+    files = {s: folder / f"{s}.npz" for s in ("train", "valid", "test")}
+    splits = {s: _check_seq_split(_read_npz(f), f) for s, f in files.items()}
+    widths = {s: sp.seq.shape[1] for s, sp in splits.items()}
+    if len(set(widths.values())) > 1:
+        raise InputError(f"splits have different history lengths L: {widths}", folder)
     # The pad id equals the number of items (DreamRec convention): the largest id in any history.
     n_items = int(max(sp.seq.max() for sp in splits.values()))
-    if max(int(sp.target.max()) for sp in splits.values()) >= n_items:
-        raise InputError("a target id is >= the pad id; cannot infer the item count", folder)
+    if n_items < 1:
+        raise InputError("no pad id found (the largest id in seq must be the pad id = number of items)", folder)
+    for s, sp in splits.items():
+        _check_padding(sp, n_items, files[s])
     return SeqSplits(folder.name, n_items, splits["train"], splits["valid"], splits["test"])
 
 
@@ -94,8 +183,12 @@ def _load_seq_txt(folder: Path, max_len: int = 10) -> SeqSplits:
         f = folder / f"{s}_data.txt"
         if not f.exists():
             raise InputError("file missing from the data set", f)
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", f) from None
         rows = []
-        for i, line in enumerate(f.read_text().splitlines(), start=1):
+        for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -105,6 +198,8 @@ def _load_seq_txt(folder: Path, max_len: int = 10) -> SeqSplits:
             if len(ids) < 2 or min(ids) < 1:
                 raise InputError("need a history and a target of 1-indexed ids", f, i)
             rows.append(ids)
+        if not rows:
+            raise InputError("has no sequences", f)
         raw[s] = rows
     n_items = max(max(r) for rows in raw.values() for r in rows)
     pad = n_items
