@@ -32,23 +32,14 @@ TABLE_COLUMNS = ("recall@20", "ndcg@20", "recall@50", "train_s", "ms_per_user", 
 
 # --- hyperparameters --------------------------------------------------------------------------------
 def load_bench_yaml(data_name: str, config_path: str | Path | None = None) -> dict:
-    """A data set's bench YAML (`configs/<data set>.yaml` or the given file); {} when there is none."""
-    from core.yamlio import read_yaml
+    """A CF bench YAML (the given file, else `configs/<data set>.yaml`), checked; a missing file is an error.
 
-    path = Path(config_path) if config_path else CONFIG_DIR / f"{data_name}.yaml"
-    if not config_path and not path.exists():
-        return {}  # a data set without a YAML of its own: every model's defaults
-    raw = read_yaml(path, what="config").data or {}
-    models = raw.get("models", {}) if isinstance(raw, dict) else None
-    if not isinstance(models, dict) or not all(isinstance(v, dict) or v is None for v in models.values()):
-        raise InputError("expected `models:` mapping model name -> {hyperparameter: value}", path)
-    raw["models"] = {str(k).lower(): dict(v or {}) for k, v in models.items()}
-    return raw
+    Runs choose their config through `bench_config.resolve` (given, tuned or derived, and say which).
+    """
+    from .bench_config import CONFIG_DIR as configs
+    from .bench_config import read_config
 
-
-def load_model_configs(data_name: str, config_path: str | Path | None = None) -> dict[str, dict]:
-    """Hyperparameters per model: the `models:` mapping of the data set's bench YAML."""
-    return load_bench_yaml(data_name, config_path).get("models", {})
+    return read_config(Path(config_path) if config_path else configs / f"{data_name}.yaml")
 
 
 def make_model(name: str, params: dict | None = None, config_path: str | Path | None = None):
@@ -64,15 +55,12 @@ def make_model(name: str, params: dict | None = None, config_path: str | Path | 
         raise InputError(f"{name}: bad hyperparameters ({e})", config_path) from None
 
 
-def parse_models(models: str | list[str]) -> list[str]:
-    """Comma-separated model names -> validated list (CF models only)."""
+def parse_models(models: str | list[str], data: str | Path = "the data") -> list[str]:
+    """Comma-separated model names -> validated list of CF models (a sequence model is named as such)."""
+    from .bench_config import check_models
+
     names = [m.strip().lower() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
-    if not names:
-        raise InputError("no models named")
-    unknown = [m for m in names if m not in CF_MODELS]
-    if unknown:
-        raise InputError(f"unknown CF model(s) {', '.join(unknown)} (known: {', '.join(CF_MODELS)})")
-    return names
+    return check_models(names, "cf", data)
 
 
 # --- measuring one fitted model ---------------------------------------------------------------------
@@ -192,29 +180,36 @@ def load_previous(paths: list[str | Path], dataset: str) -> dict[str, dict]:
 
 def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, config_path: str | None = None,
                  progress: bool = True, on_result=None, resume: list[str | Path] = (),
-                 train: bool = True) -> dict:
+                 train: bool = True, announce=None) -> dict:
     """Train and evaluate each model for each seed on one data set; returns the JSON-able result.
 
     `resume`: earlier result JSONs whose finished runs (model, seed) are reused instead of retrained:
     an interrupted bench picks up where it was, and one split over processes (`seeds=[3, 4]`, ...)
     is merged this way. `train=False` only reports the resumed runs (a model keeps the seeds it has).
+    The config is `config_path`, else the data set's tuned YAML, else one derived for it
+    (`bench_config.resolve`); `announce(line)` hears which before anything trains, and the result records it.
     """
     import torch
     from tqdm.auto import tqdm
 
+    from .bench_config import rel_path, resolve, stats_of
     from .datasets import load_cf
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise InputError("need at least one seed")
-    models = parse_models(models)
+    models = parse_models(models, spec)
     data = load_cf(spec)
-    bench_yaml = load_bench_yaml(data.name, config_path)
-    configs = bench_yaml.get("models", {})
+    run_config = resolve(data.name, stats_of(data), config_path, spec)
+    if announce is not None:
+        announce(run_config.line)
+    bench_yaml = run_config.data
+    configs = run_config.models
+    config_path = run_config.file
     tastes, catalog = _demo_tastes(data) if str(spec) == "demo" else (None, None)
     previous = load_previous(list(resume), data.name)
     result = {
-        "data": str(spec), "dataset": data.name, "n_users": data.n_users, "n_items": data.n_items,
+        "data": rel_path(spec), "dataset": data.name, "n_users": data.n_users, "n_items": data.n_items,
         "interactions": {"train": int(data.train.nnz), "valid": int(data.valid.nnz), "test": int(data.test.nnz)},
         "seeds": seed_list,
         "protocol": "input = train row; rank all items; valid masks train, test masks train+valid; "
@@ -222,10 +217,11 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": _cores(),
                     "torch_threads": torch.get_num_threads()},
         "reference": bench_yaml.get("reference", {}),
+        "config": run_config.to_json(),
         "models": {},
     }
     if resume:
-        result["resumed_from"] = [str(p) for p in resume]
+        result["resumed_from"] = [rel_path(p) for p in resume]
     for name in models:
         params = configs.get(name, {})
         probe = make_model(name, params, config_path)

@@ -28,24 +28,31 @@ DIFFUSION = {"dreamrec"}
 
 
 def config_path(data_name: str) -> Path:
-    """The YAML of a data set's hyperparameters (`demo` reads demo_seq.yaml)."""
-    name = "demo_seq" if data_name == "demo" else data_name
-    path = CONFIG_DIR / f"{name}.yaml"
-    return path if path.exists() else CONFIG_DIR / "demo_seq.yaml"
+    """The tuned YAML of a data set (`demo` reads demo_seq.yaml); it may not exist (then a config is derived)."""
+    return CONFIG_DIR / f"{'demo_seq' if data_name == 'demo' else data_name}.yaml"
 
 
 def load_bench_config(data_name: str, path: str | Path | None = None) -> dict:
-    """Read a data set's bench YAML (models, ks, sampler grid, published figures), or the YAML at `path`."""
-    from core.yamlio import read_yaml
+    """Read a bench YAML (models, ks, sampler grid, published figures): `path`, else the data set's own.
+
+    A missing file is an error; runs choose their config through `bench_config.resolve`.
+    """
+    from .bench_config import read_config, rel_path
 
     path = Path(path) if path is not None else config_path(data_name)
-    doc = read_yaml(path, what="config")
-    cfg = doc.data or {}
-    if not isinstance(cfg, dict):
-        raise doc.error("a bench config must be a YAML mapping (models: ..., ks: ...)")
-    cfg.setdefault("models", {})
-    cfg["_path"] = str(path)
+    cfg = read_config(path)
+    cfg["_path"] = rel_path(path)
     return cfg
+
+
+def run_config(data, spec: str | Path, config_file: str | Path | None = None):
+    """The RunConfig of a next-item run (given, tuned or derived) and its YAML dict with `_path`."""
+    from .bench_config import resolve, stats_of
+
+    rc = resolve(data.name, stats_of(data), config_file, spec)
+    cfg = {**rc.data, "_path": rc.file}
+    cfg.setdefault("models", {})
+    return rc, cfg
 
 
 def resolve_model(name: str, cfg: dict) -> tuple[str, str, dict]:
@@ -95,14 +102,22 @@ def _timed(model, split, call, repeats: int) -> tuple:
 
 
 def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path | None = None,
-              overrides: dict | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None):
+              overrides: dict | None = None, progress: bool = True, checkpoint_dir: str | Path | None = None,
+              announce: Callable[[str], None] | None = None):
     """Train one next-item model with the data set's YAML hyperparameters (plus `overrides`).
 
     Returns (fitted model, data, bench config, training log); `atelier rec train` saves the model.
     Neural models checkpoint each epoch into `checkpoint_dir` and resume from it (MostPop has no epochs).
+    The config is `config_file`, else the tuned YAML, else derived; `announce(line)` hears which.
     """
+    from .bench_config import check_models
+
     data = load_seq(spec)
-    cfg = load_bench_config(data.name, config_file)
+    rc, cfg = run_config(data, spec, config_file)
+    check_models([model], "seq", spec, cfg)
+    if announce is not None:
+        announce(rc.line)
+    cfg["_config"] = rc.to_json()
     key, base, hp = resolve_model(model, cfg)
     model_obj = model_class(base)(**{**hp, **(overrides or {})})
     log = model_obj.fit(data, seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
@@ -165,7 +180,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                   first_seed: int = 0, save_dir: str | Path | None = None,
                   seed_list: list[int] | None = None, select: list[tuple[str, int]] | None = None,
                   retrieval: Sequence[str] = ("exact",), resume: Sequence[str | Path] = (),
-                  timing_repeats: int = 3) -> dict:
+                  timing_repeats: int = 3, config_file: str | Path | None = None,
+                  announce: Callable[[str], None] | None = None) -> dict:
     """Train and evaluate `models` on a next-item data set over `seeds` seeds; JSON-able results.
 
     `partial(result)` is called after every run so a long bench can save progress; `overrides`
@@ -182,14 +198,21 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     Test-split latencies are medians of `timing_repeats` passes (same outputs each pass).
     `resume`: earlier JSONs of this bench (e.g. the --json of a run that was stopped) whose finished
     (model, seed) runs are reused instead of retrained; they must have been run with the same options.
+    The config is `config_file`, else the data set's tuned YAML, else one derived for it
+    (`bench_config.resolve`); `announce(line)` hears which before anything trains; the result records it.
     """
     from tqdm.auto import tqdm
+
+    from .bench_config import check_models, rel_path
 
     seed_list = list(seed_list) if seed_list else list(range(first_seed, first_seed + seeds))
     if not seed_list or seeds < 1:
         raise InputError("--seeds must be at least 1")
     data = load_seq(spec)
-    cfg = load_bench_config(data.name)
+    rc, cfg = run_config(data, spec, config_file)
+    models = check_models(list(models), "seq", spec, cfg)
+    if announce is not None:
+        announce(rc.line)
     bench = cfg.get("bench", {})
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     samplers = samplers or bench.get("samplers", ["ddpm", "ddim", "dpmsolver"])
@@ -212,7 +235,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                "overrides": overrides or {}, "timing_repeats": int(timing_repeats)}
     previous = _previous_runs(resume, data.name, options)
     result = {
-        "data": data.name, "spec": str(spec), "n_items": data.n_items,
+        "data": data.name, "spec": rel_path(spec), "n_items": data.n_items,
         "rows": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},
         "protocol": "all items ranked per test row; HR/Recall/NDCG@K from recommenders.metrics; model "
                     f"selection on valid HR@{cfg.get('select_k', 20)}; inference ms per 1,000 rows end to end "
@@ -220,7 +243,8 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
                     f"lists included), median of {int(timing_repeats)} passes",
         "ks": list(ks), "headline": cfg.get("headline", ["hr", "ndcg"]), "seeds_requested": len(seed_list),
         "selection": {"candidates": [f"{sm}@{n}" for sm, n in select], "metric": select_key, "split": "valid"},
-        "config_file": cfg["_path"], "published": cfg.get("published", {}), "models": {}, "options": options,
+        "config_file": cfg["_path"], "config": rc.to_json(), "published": cfg.get("published", {}), "models": {},
+        "options": options,
         "environment": {"torch_threads": _threads(), "cpus": os.cpu_count(), "machine": platform.machine(),
                         "python": platform.python_version(), "started": _now()},
     }
@@ -233,7 +257,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
             if seed == seed_list[0] or not getattr(model_class(base), "deterministic", False):
                 jobs.append((key, base, hp, seed))
     if resume:
-        result["resumed_from"] = [str(p) for p in resume]
+        result["resumed_from"] = [rel_path(p) for p in resume]
     for key, base, hp, seed in tqdm(jobs, desc="seq bench", disable=not progress):
         if (key, seed) in previous:
             done_entry, run = previous[(key, seed)]
@@ -402,7 +426,9 @@ def merge_results(results: list[dict]) -> dict:
         entry["runs"].sort(key=lambda run: run["seed"])
         _summarise(entry)
     merged["environment"] = {**results[0]["environment"], "merged_from": [r["environment"] for r in results]}
-    merged["summary"] = summarise_targets(merged, load_bench_config(merged["data"]))
+    settings = (merged.get("config") or {}).get("settings")
+    cfg = settings if settings is not None else load_bench_config(merged["data"])
+    merged["summary"] = summarise_targets(merged, cfg)
     return merged
 
 

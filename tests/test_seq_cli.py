@@ -3,13 +3,14 @@
 The data set is a tiny Markov chain written in code as a zhihu-format folder (train/valid/test.npz).
 """
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from app.commands.rec import _wants_seq, app
+from app.commands.rec import _data_kind, app
 from recommenders.base import SequentialRecommender
 from recommenders.datasets import load_seq
 from recommenders.splits import SeqSplit
@@ -145,10 +146,12 @@ def test_eval_refuses_a_data_set_with_another_item_count(folder, tmp_path, capsy
                                        capsys)
 
 
-def test_train_routes_sequential_models_and_data():
-    assert _wants_seq("demo", "sasrec", "auto") and _wants_seq("demo", "dreamrec", "auto")
-    assert not _wants_seq("demo", "ease", "auto") and not _wants_seq("demo", "mostpop", "auto")
-    assert _wants_seq("demo", "mostpop", "seq") and not _wants_seq("demo", "sasrec", "cf")
+def test_train_routes_sequential_models_and_data(folder):
+    kind = lambda data, model, task: _data_kind(data, [model], task)  # noqa: E731
+    assert kind("demo", "sasrec", "auto") == kind("demo", "dreamrec", "auto") == "seq"
+    assert kind("demo", "ease", "auto") == kind("demo", "mostpop", "auto") == "cf"
+    assert kind("demo", "mostpop", "seq") == "seq" and kind("demo", "sasrec", "cf") == "cf"
+    assert kind(str(folder), "ease", "auto") == "seq"  # a sequence folder is sequence data, whatever the model
 
 
 def test_batched_scoring_and_topk_match_one_pass(folder):
@@ -271,7 +274,7 @@ def test_bench_resumes_finished_runs_and_refuses_other_options(folder, tmp_path,
     assert fits == [1]  # seed 0 came from the JSON, only seed 1 was trained
     runs = again["models"]["dreamrec"]["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and runs[0] == first["models"]["dreamrec"]["runs"][0]
-    assert again["resumed_from"] == [str(out)]
+    assert again["resumed_from"] == [os.path.relpath(out)]  # results JSON hold relative paths (issue 17)
     with pytest.raises(InputError, match="other options"):
         seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [10], **kwargs, resume=[out])
     out.write_text("{not json")

@@ -16,7 +16,6 @@ CHECKPOINT_DIR = ".checkpoint"  # inside --out: epoch checkpoints of the models 
 
 app = typer.Typer(help="Train, evaluate and benchmark recommenders.", no_args_is_help=True)
 
-SEQ_MODELS = ("seq-mostpop", "mostpop", "sasrec", "gru4rec", "dreamrec")
 
 
 def _threads(n: int) -> None:
@@ -55,15 +54,66 @@ def _parse_sets(values: list[str]) -> dict:
     return out
 
 
-def _wants_seq(data: str, model: str, task: str) -> bool:
-    """Whether `rec train` means a next-item model: --task, else the model name, else the data format."""
+def _data_kind(data: str, models: list[str], task: str) -> str:
+    """"cf" or "seq": the data's format decides; data holding both (demo, a CSV) by --task, else the models."""
+    from recommenders.bench_config import KIND_WORDS, model_kind
+    from recommenders.datasets import SEQ_FORMATS, detect_format
+
     if task not in ("auto", "cf", "seq"):
         raise InputError(f"--task must be auto, cf or seq, got {task!r}")
+    fmt = detect_format(data)
+    fixed = "seq" if fmt in SEQ_FORMATS else "cf" if fmt == "cf-npy" else None
+    if fixed is not None:
+        if task != "auto" and task != fixed:
+            raise InputError(f"--task {task}, but {rel_path(data)} holds {KIND_WORDS[fixed]} data")
+        return fixed
     if task != "auto":
-        return task == "seq"
-    if model.strip().lower() in ("sasrec", "gru4rec", "dreamrec", "seq-mostpop"):
-        return True
-    return _is_sequential(data, "auto")
+        return task
+    kinds = {model_kind(m) for m in models if m.strip().lower() not in ("mostpop", "pop")} - {None}
+    return "seq" if kinds == {"seq"} else "cf"
+
+
+def rel_path(path) -> str:
+    from recommenders.bench_config import rel_path as rel
+
+    return rel(path)
+
+
+def _say(line: str, as_json: bool) -> None:
+    """The config line on screen; with --json the printed JSON carries it (`config.line`) instead."""
+    if not as_json:
+        typer.echo(line)
+
+
+def _tune_first(data: str, kind: str, names: list[str], config: Optional[Path], budget: str,
+                tune_out: Optional[Path], default_out: Path, quiet: bool, seed: int = 0) -> Path:
+    """Run `--tune BUDGET` on valid, write the chosen config as YAML and return its path (the run then reads it)."""
+    from recommenders import tune as tuning
+    from recommenders.bench_config import check_models, resolve, stats_of
+    from recommenders.datasets import load_cf, load_seq
+
+    budget_s = tuning.parse_budget(budget)
+    splits = load_seq(data) if kind == "seq" else load_cf(data)
+    run_config = resolve(splits.name, stats_of(splits), config, data)
+    names = check_models(names, kind, data, run_config.data)
+    typer.echo(run_config.line + f" (tuning from it for {budget})")
+    if kind == "seq":
+        from recommenders.seq_bench import resolve_model
+
+        cfg = {**run_config.data, "models": run_config.models}
+        models = {key: (base, hp) for key, base, hp in (resolve_model(n, cfg) for n in names)}
+        metric = run_config.data.get("target_metric", "hr@20")
+    else:
+        models = {n: (n, dict(run_config.models.get(n, {}))) for n in names}
+        metric = "recall@20"
+    record = tuning.tune(splits, models, budget_s, metric, seed=seed, progress=not quiet)
+    path = tune_out or default_out
+    header = (f"tuned by `atelier rec {'bench' if len(names) > 1 else 'train'} --tune {budget}` on {splits.name} "
+              f"(valid {metric}; optuna TPE); reuse with --config {rel_path(path)}")
+    tuning.save_tuned(path, tuning.tuned_config(run_config, record), header)
+    done = ", ".join(f"{k}: {r['trials']} trials, valid {r['best_valid']:.4f}" for k, r in record["models"].items())
+    typer.echo(f"tuned config: {rel_path(path)} ({done or 'nothing to tune'})")
+    return path
 
 
 def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
@@ -76,15 +126,18 @@ def _train_seq(data, model, out, seed, config, set_, as_json, json_out) -> None:
     start = time.perf_counter()
     checkpoint = Path(out) / CHECKPOINT_DIR
     rec, splits, cfg, log = train_seq(data, model, seed=seed, config_file=config, overrides=_parse_sets(set_),
-                                      progress=not as_json, checkpoint_dir=checkpoint)
+                                      progress=not as_json, checkpoint_dir=checkpoint,
+                                      announce=lambda line: _say(line, as_json))
     seconds = time.perf_counter() - start
     rec.save(out)
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     summary = {k: v for k, v in log.items() if k != "log"}
-    atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, "config_file": cfg["_path"], **log})
+    atomic_write_json(Path(out) / "training.json", {"data": rel_path(data), "seed": seed, "config_file": cfg["_path"],
+                                                    "config": cfg["_config"], **log})
     shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
-    result = {"task": "seq", "model": rec.name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
-              **summary, "test": evaluate_seq(rec, splits.test, ks=ks, single_rows=0)}
+    result = {"task": "seq", "model": rec.name, "data": rel_path(data), "seed": seed, "out": rel_path(out),
+              "train_s": seconds, "config": cfg["_config"], **summary,
+              "test": evaluate_seq(rec, splits.test, ks=ks, single_rows=0)}
     _emit(result, as_json, json_out)
     if not as_json:
         t, k = result["test"], cfg.get("target_metric", "hr@20")
@@ -95,14 +148,14 @@ def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, retri
               json_out) -> None:
     """`rec eval` for a saved next-item model: metrics on a split, ms per 1,000 rows, one-row latency."""
     from recommenders.datasets import load_seq
-    from recommenders.seq_bench import evaluate_seq, load_bench_config
+    from recommenders.seq_bench import evaluate_seq, run_config
 
     splits = load_seq(data)
     if rec.config.n_items != splits.n_items:
         raise InputError(f"model was trained on {rec.config.n_items} items, data has {splits.n_items}", model_dir)
     if split not in ("valid", "test"):
         raise InputError(f"--split must be valid or test, got {split!r}")
-    cfg = load_bench_config(splits.name)
+    _, cfg = run_config(splits, data)  # only ks are read: the data set's own, or its derived config's
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     kwargs = {}
     if rec.name == "dreamrec":
@@ -119,7 +172,7 @@ def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, retri
         raise InputError(f"--retrieval ivf is for dreamrec; {rec.name} ranks all items")
     if n_probe is not None and n_probe < 1:
         raise InputError(f"--n-probe must be at least 1, got {n_probe}")
-    result = {"task": "seq", "model": rec.name, "model_dir": str(model_dir), "data": data, "split": split,
+    result = {"task": "seq", "model": rec.name, "model_dir": rel_path(model_dir), "data": rel_path(data), "split": split,
               **({"sampler": kwargs["sampler"], "steps": kwargs["steps"], "retrieval": retrieval,
                   "guidance": rec.config.guidance if guidance is None else guidance} if kwargs else {}),
               **evaluate_seq(rec, getattr(splits, split), ks=ks, retrieval=retrieval, n_probe=n_probe, **kwargs)}
@@ -127,16 +180,6 @@ def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, retri
     if not as_json:
         for key, value in result.items():
             typer.echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
-
-
-def _is_sequential(data: str, task: str) -> bool:
-    from recommenders.datasets import is_sequential
-
-    if task not in ("auto", "cf", "seq"):
-        raise InputError(f"--task must be auto, cf or seq, got {task!r}")
-    if task != "auto":
-        return task == "seq"
-    return data != "demo" and is_sequential(data)
 
 
 @app.command("train")
@@ -149,6 +192,10 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `models:` hyperparameters."),
     set_: list[str] = typer.Option([], "--set", help="Override one hyperparameter, e.g. --set epochs=5."),
     task: str = typer.Option("auto", "--task", help="auto, cf or seq (auto: sequential models or data -> seq)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Time budget (90s, 10m): optuna search on valid first; "
+                                                            "the chosen config is saved (OUT/tuned.yaml) and used."),
+    tune_out: Optional[Path] = typer.Option(None, "--tune-out", help="Where --tune writes its YAML.",
+                                            callback=options.out_file),
     threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest on a shared CPU)."),
     as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", callback=options.out_file),
@@ -164,29 +211,32 @@ def train(
     import time
 
     from core.io import atomic_write_json
-    from recommenders.bench import (
-        evaluate,
-        load_model_configs,
-        make_model,
-        parse_models,
-    )
+    from recommenders.bench import evaluate, make_model, parse_models
+    from recommenders.bench_config import resolve, stats_of
     from recommenders.datasets import load_cf
 
     _threads(threads)
-    if _wants_seq(data, model, task):
+    kind = _data_kind(data, [model], task)
+    if tune is not None:
+        config = _tune_first(data, kind, [model], config, tune, tune_out, Path(out) / "tuned.yaml", as_json, seed)
+    if kind == "seq":
         _train_seq(data, model, out, seed, config, set_, as_json, json_out)
         return
-    name = parse_models(model)[0]
+    name = parse_models(model, data)[0]
     splits = load_cf(data)
-    params = {**load_model_configs(splits.name, config).get(name, {}), **_parse_sets(set_)}
-    rec = make_model(name, params, config)
+    run_config = resolve(splits.name, stats_of(splits), config, data)
+    _say(run_config.line, as_json)
+    params = {**run_config.models.get(name, {}), **_parse_sets(set_)}
+    rec = make_model(name, params, run_config.file)
     start = time.perf_counter()
     checkpoint = Path(out) / CHECKPOINT_DIR
     log = rec.fit(splits, seed=seed, progress=not as_json, checkpoint_dir=checkpoint)
     seconds = time.perf_counter() - start
     rec.save(out)
-    atomic_write_json(Path(out) / "training.json", {"data": data, "seed": seed, **log})
-    result = {"model": name, "data": data, "seed": seed, "out": str(out), "train_s": seconds,
+    atomic_write_json(Path(out) / "training.json", {"data": rel_path(data), "seed": seed,
+                                                    "config": run_config.to_json(), **log})
+    result = {"model": name, "data": rel_path(data), "seed": seed, "out": rel_path(out), "train_s": seconds,
+              "config": run_config.to_json(),
               **{k: v for k, v in log.items() if k != "log"}, "test": evaluate(rec, splits, latency=False)}
     shutil.rmtree(checkpoint, ignore_errors=True)  # the model is saved: nothing left to resume
     _emit(result, as_json, json_out)
@@ -231,7 +281,7 @@ def eval_(
     if rec.train_rows.shape != splits.train.shape:
         raise InputError(f"model was trained on {rec.train_rows.shape[0]} users x {rec.train_rows.shape[1]} items, "
                          f"data has {splits.n_users} x {splits.n_items}", model_dir)
-    result = {"model": rec.name, "model_dir": str(model_dir), "data": data, **evaluate(rec, splits)}
+    result = {"model": rec.name, "model_dir": rel_path(model_dir), "data": rel_path(data), **evaluate(rec, splits)}
     _emit(result, as_json, json_out)
     if not as_json:
         for key, value in result.items():
@@ -247,7 +297,12 @@ def bench(
     task: str = typer.Option("auto", "--task", help="auto, cf or seq (for --data demo: which bench)."),
     sampling_steps: Optional[str] = typer.Option(None, "--sampling-steps",
                                                  help="Sequential bench: reverse-step counts, e.g. 1000,50,20,10."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with `models:` hyperparameters (CF)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with `models:` hyperparameters (default: the "
+                                                                 "data set's tuned YAML, else one derived for it)."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="Time budget (90s, 10m): optuna search on valid first; "
+                                                            "the chosen config is saved (next to --json) and used."),
+    tune_out: Optional[Path] = typer.Option(None, "--tune-out", help="Where --tune writes its YAML.",
+                                            callback=options.out_file),
     threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest on a shared CPU)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full result JSON here."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a quality-vs-latency plot (PNG)."),
@@ -267,7 +322,14 @@ def bench(
     from core.io import atomic_write_json
 
     _threads(threads)
-    if _is_sequential(data, task):
+    kind = _data_kind(data, [m for m in models.split(",") if m.strip()], task)
+    if tune is not None:
+        names = [m for m in models.split(",") if m.strip()]
+        if kind == "seq" and models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":
+            names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
+        near = json_path.with_suffix(".tuned.yaml") if json_path else Path(f"{Path(data).name}.tuned.yaml")
+        config = _tune_first(data, kind, names, config, tune, tune_out, near, quiet)
+    if kind == "seq":
         from recommenders import seq_bench
 
         steps = None
@@ -288,7 +350,8 @@ def bench(
         result = seq_bench.run_seq_bench(data, names, seeds, steps, progress=not quiet, partial=partial,
                                          seed_list=chosen_seeds, save_dir=save_dir, retrieval=modes,
                                          resume=[p.strip() for p in (resume or "").split(",") if p.strip()],
-                                         timing_repeats=timing_repeats)
+                                         timing_repeats=timing_repeats, config_file=config,
+                                         announce=typer.echo)
         table = seq_bench.format_table(result)
     else:
         from recommenders.bench import format_table, run_cf_bench
@@ -298,10 +361,12 @@ def bench(
         result = run_cf_bench(data, models, chosen, config_path=str(config) if config else None,
                               progress=not quiet, on_result=save,
                               resume=[p.strip() for p in (resume or "").split(",") if p.strip()],
-                              train=not report_only)
+                              train=not report_only, announce=typer.echo)
         table = format_table(result)
     result["command"] = "atelier rec bench " + " ".join(
-        f"--{k} {v}" for k, v in [("data", data), ("models", models), ("seeds", seeds)])
+        f"--{k} {v}" for k, v in [("data", rel_path(data)), ("models", models), ("seeds", seeds)])
+    if config is not None:
+        result["command"] += f" --config {rel_path(config)}"
     if "selection" in result:  # sequential bench: the options that shaped it
         shaped = [("task", None if task == "auto" else task), ("seed-list", seed_list),
                   ("sampling-steps", sampling_steps), ("save-dir", save_dir),
