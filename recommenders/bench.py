@@ -200,9 +200,9 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
         raise InputError("need at least one seed")
     models = parse_models(models, spec)
     data = load_cf(spec)
+    run_config = resolve(data.name, stats_of(data), config_path, spec)
     if data.n_items < 50:
         raise InputError(f"has {data.n_items} items; the bench ranks the top 50 (Recall/NDCG@10/20/50)", spec)
-    run_config = resolve(data.name, stats_of(data), config_path, spec)
     if announce is not None:
         announce(run_config.line)
     bench_yaml = run_config.data

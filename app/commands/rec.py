@@ -85,9 +85,12 @@ def _say(line: str, as_json: bool) -> None:
         typer.echo(line)
 
 
-def _tune_first(data: str, kind: str, names: list[str], config: Optional[Path], budget: str,
-                tune_out: Optional[Path], default_out: Path, quiet: bool, seed: int = 0) -> Path:
-    """Run `--tune BUDGET` on valid, write the chosen config as YAML and return its path (the run then reads it)."""
+def _tune_first(command: str, data: str, kind: str, names: list[str], config: Optional[Path], budget: str,
+                tune_out: Optional[Path], default_out: Path, quiet: bool, seed: int = 0, say: bool = True) -> Path:
+    """Run `--tune BUDGET` on valid, write the chosen config as YAML and return its path (the run then reads it).
+
+    `say`: print the config line and the tuned file (off under `rec train --json`, whose JSON records them).
+    """
     from recommenders import tune as tuning
     from recommenders.bench_config import check_models, resolve, stats_of
     from recommenders.datasets import load_cf, load_seq
@@ -96,7 +99,8 @@ def _tune_first(data: str, kind: str, names: list[str], config: Optional[Path], 
     splits = load_seq(data) if kind == "seq" else load_cf(data)
     run_config = resolve(splits.name, stats_of(splits), config, data)
     names = check_models(names, kind, data, run_config.data)
-    typer.echo(run_config.line + f" (tuning from it for {budget})")
+    if say:
+        typer.echo(run_config.line + f" (tuning from it for {budget})")
     if kind == "seq":
         from recommenders.seq_bench import resolve_model
 
@@ -108,11 +112,12 @@ def _tune_first(data: str, kind: str, names: list[str], config: Optional[Path], 
         metric = "recall@20"
     record = tuning.tune(splits, models, budget_s, metric, seed=seed, progress=not quiet)
     path = tune_out or default_out
-    header = (f"tuned by `atelier rec {'bench' if len(names) > 1 else 'train'} --tune {budget}` on {splits.name} "
+    header = (f"tuned by `atelier rec {command} --tune {budget}` on {splits.name} "
               f"(valid {metric}; optuna TPE); reuse with --config {rel_path(path)}")
     tuning.save_tuned(path, tuning.tuned_config(run_config, record), header)
     done = ", ".join(f"{k}: {r['trials']} trials, valid {r['best_valid']:.4f}" for k, r in record["models"].items())
-    typer.echo(f"tuned config: {rel_path(path)} ({done or 'nothing to tune'})")
+    if say:
+        typer.echo(f"tuned config: {rel_path(path)} ({done or 'nothing to tune'})")
     return path
 
 
@@ -218,7 +223,8 @@ def train(
     _threads(threads)
     kind = _data_kind(data, [model], task)
     if tune is not None:
-        config = _tune_first(data, kind, [model], config, tune, tune_out, Path(out) / "tuned.yaml", as_json, seed)
+        config = _tune_first("train", data, kind, [model], config, tune, tune_out, Path(out) / "tuned.yaml", as_json,
+                             seed, say=not as_json)
     if kind == "seq":
         _train_seq(data, model, out, seed, config, set_, as_json, json_out)
         return
@@ -328,7 +334,8 @@ def bench(
         if kind == "seq" and models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
         near = json_path.with_suffix(".tuned.yaml") if json_path else Path(f"{Path(data).name}.tuned.yaml")
-        config = _tune_first(data, kind, names, config, tune, tune_out, near, quiet)
+        given = config
+        config = _tune_first("bench", data, kind, names, config, tune, tune_out, near, quiet)
     if kind == "seq":
         from recommenders import seq_bench
 
@@ -365,7 +372,9 @@ def bench(
         table = format_table(result)
     result["command"] = "atelier rec bench " + " ".join(
         f"--{k} {v}" for k, v in [("data", rel_path(data)), ("models", models), ("seeds", seeds)])
-    if config is not None:
+    if tune is not None:
+        result["command"] += f" --tune {tune}" + (f" --config {rel_path(given)}" if given is not None else "")
+    elif config is not None:
         result["command"] += f" --config {rel_path(config)}"
     if "selection" in result:  # sequential bench: the options that shaped it
         shaped = [("task", None if task == "auto" else task), ("seed-list", seed_list),

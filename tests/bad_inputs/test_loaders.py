@@ -210,6 +210,12 @@ def test_cf_negative_id_is_refused(tmp_path):
     assert_refused(["data", "info", str(folder)], "train_list.npy", "negative")
 
 
+def test_cf_bench_on_fewer_items_than_its_top_k_is_one_line(tmp_path):
+    folder = write_cf(tmp_path / "small")
+    assert_refused(["rec", "bench", "--data", str(folder), "--models", "mostpop", "--seeds", "1", "--quiet"],
+                   "has 8 items", "top 50")
+
+
 # --- sequence txt ----------------------------------------------------------------------------------------------
 def test_txt_float_id_is_refused(tmp_path):
     folder = write_txt(tmp_path / "t", "1 2 3\n1 2.5 3\n")
