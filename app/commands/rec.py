@@ -26,12 +26,12 @@ def _threads(n: int) -> None:
 
 
 def _emit(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
-    from core.io import write_results_json
+    from core.io import portable, write_results_json
 
     if json_out is not None:
         write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=float))
+        typer.echo(json.dumps(portable(result), indent=2, default=float))
 
 
 def _int_list(value: str, option: str, example: str) -> list[int]:
@@ -264,7 +264,7 @@ def bench(
                                        help="Sequential bench: test latencies are the median of this many passes."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
-    from core.io import write_results_json
+    from core.io import portable, write_results_json
 
     _threads(threads)
     if _is_sequential(data, task):
