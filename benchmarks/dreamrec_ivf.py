@@ -205,7 +205,7 @@ def main(argv=None) -> dict | None:
         print(f"skipped: model folders not found: {', '.join(missing)}")
         return None
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from core.runtime import torch_threads
     from recommenders.datasets import load_seq
 
@@ -234,14 +234,14 @@ def main(argv=None) -> dict | None:
         "runs": runs,
     }
     if args.json:
-        atomic_write_json(Path(args.json), result)
+        write_results_json(Path(args.json), result)
     if args.into:
         import json
 
         target = Path(args.into)
         existing = json.loads(target.read_text()) if target.is_file() else {}
         existing[args.key] = result
-        atomic_write_json(target, existing)
+        write_results_json(target, existing)
     for v, row in result["summary"]["by_variant"].items():
         extra = f" recall {row['test_recall@20_vs_exact']['mean']:.3f}" if "test_recall@20_vs_exact" in row else ""
         print(f"{v:18s} test HR@20 {100 * row['test_hr@20']['mean']:.2f}±{100 * row['test_hr@20']['std']:.2f}%"

@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json-out")
     args = ap.parse_args(argv)
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from core.runtime import torch_threads
     from recommenders.base import SequentialRecommender
     from recommenders.datasets import load_seq
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
                                                + macs["score_all_items"]) / (macs["encode"] + macs["score_all_items"]),
     }
     if args.json_out:
-        atomic_write_json(Path(args.json_out), result)
+        write_results_json(Path(args.json_out), result)
     for v, m in med.items():
         print(f"{v:14s} score {m['score_ms_per_1k']:7.1f} ms/1k (encode {m['encode_ms_per_1k']:.1f}, sample "
               f"{m['sample_ms_per_1k']:.1f}, rank {m['rank_ms_per_1k']:.1f}); +top20 {m['recommend_ms_per_1k']:.1f}; "

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from recommenders.shop import DemoShop
     from recommenders.shop.demoshop import DEMO_SHOP_DIR
     from recommenders.shop.tastes import TASTE_MODEL
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         "share_with_margin_below_1_nat": round(float(np.mean(np.array(margins) < 1.0)), 4),
     }
     if args.json:
-        atomic_write_json(args.json, result)
+        write_results_json(args.json, result)
     with_prior = "" if args.prior == "none" else f" with the population prior ({args.prior})"
     print(f"an oracle{with_prior} that knows everything but the favourite {args.kind} names it for "
           f"{100 * result['oracle_names_favourite']['all']:.1f}% of all users "

@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
               "guidance": args.guidance, "scheduler": type(ours.scheduler).__name__, "repeats": args.repeats,
               "load_avg_1min": round(os.getloadavg()[0], 2), "rows": rows}
     if args.json_out:
-        from core.io import atomic_write_json
+        from core.io import write_results_json
 
-        atomic_write_json(args.json_out, result)
+        write_results_json(args.json_out, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

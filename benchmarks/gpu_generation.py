@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         print(f"{r['setting']:<48} {r['it_per_s']:>8.2f} {r['s_per_image']:>9.3f} {r['speedup_vs_default']:>8.2f}")
     if args.json_out:
-        from core.io import atomic_write_json
+        from core.io import write_results_json
 
-        atomic_write_json(args.json_out, result)
+        write_results_json(args.json_out, result)
     print(json.dumps(result))
     return result
 

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from core.io import atomic_write_json
+from core.io import write_results_json
 
 RESULTS = Path("benchmarks/results")
 DIGITS = 5  # figures are compared rounded to 5 decimals (the README reports 4, e.g. Recall@20 0.1814, HR 2.29%)
@@ -165,7 +165,7 @@ def main() -> None:
                       f"{args.json} --new-commit {args.new_commit}"
                       + (f" --samplers {args.samplers}" if args.samplers else ""))
     out["findings"] = findings(rows, samplers)
-    atomic_write_json(args.json, out)
+    write_results_json(args.json, out)
     for r in rows:
         print(f"{r['data']:14s} {r['model']:9s} {r['variant']:12s} {r['metric']:16s} committed {r['committed']} "
               f"old {r['old_code_rerun']} new {r['new_code']}")

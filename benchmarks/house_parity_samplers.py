@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.io import atomic_write_json
+from core.io import write_results_json
 
 
 def load_old(path: Path):
@@ -71,7 +71,7 @@ def main() -> None:
         model._schedulers.pop(sampler, None)
         out["variants"][variant] = row
         print(variant, {r: round(v[k], 6) for r, v in row.items()})
-    atomic_write_json(args.json, out)
+    write_results_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not (1 <= a.clients <= 200 and 1 <= a.per_client <= 100_000):
         p.error("--clients must be 1..200 and --per-client 1..100000 (this is a bounded test)")
-    from core.io import atomic_write_json
+    from core.io import write_results_json
 
     targets = ("store", "http") if a.target == "both" else (a.target,)
     reports = []
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                     shutil.rmtree(server.data_dir.parent, ignore_errors=True)
     ok = all(r["lost"] == 0 and r["doubled"] == 0 and r["unexpected"] == 0 and r["errors"] == 0 for r in reports)
-    atomic_write_json(a.json_out, {"ok": ok, "cpu_count": os.cpu_count(), "command": "python benchmarks/load_test.py",
+    write_results_json(a.json_out, {"ok": ok, "cpu_count": os.cpu_count(), "command": "python benchmarks/load_test.py",
                                    "results": reports})
     print(f"{'OK' if ok else 'FAILED'}: zero lost and zero doubled events" if ok else "FAILED: see counts above")
     print(f"wrote {a.json_out.relative_to(ROOT) if a.json_out.is_relative_to(ROOT) else a.json_out}")

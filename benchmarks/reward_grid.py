@@ -37,7 +37,7 @@ def main() -> None:
 
     import torch
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from finetune.data import UserConditions
     from finetune.reward_model import (
         RewardTrainConfig,
@@ -77,7 +77,7 @@ def main() -> None:
     best = min(rows, key=lambda r: r["valid_log_loss"])
     print("chosen on validation log-loss:", best)
     if args.json:
-        atomic_write_json(args.json, {"grid": rows, "chosen_on_validation": best,
+        write_results_json(args.json, {"grid": rows, "chosen_on_validation": best,
                                       "rule": "lowest validation log-loss (latest 10% of the training impressions)",
                                       "command": "python benchmarks/reward_grid.py --json "
                                                  "benchmarks/results/finetune_reward_grid.json"})

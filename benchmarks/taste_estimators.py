@@ -33,7 +33,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from recommenders.condition import TASTE_FIT
     from recommenders.shop import DemoShop
     from recommenders.taste import fit_attribute_taste
@@ -99,7 +99,7 @@ def main() -> None:
     audience.condition_from_scores = plain
     result["command"] = "python benchmarks/taste_estimators.py --json benchmarks/results/taste_estimators.json"
     if args.json:
-        atomic_write_json(args.json, result)
+        write_results_json(args.json, result)
 
 
 if __name__ == "__main__":

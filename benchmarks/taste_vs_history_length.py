@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from core.io import atomic_write_json
+    from core.io import write_results_json
     from recommenders.condition import TASTE_FIT
     from recommenders.shop import DemoShop, world
     from recommenders.shop.demoshop import DEMO_SHOP_DIR
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         world.BROWSING_MODEL["interactions_per_user"] = shipped
     if args.json:
-        atomic_write_json(args.json, result)
+        write_results_json(args.json, result)
     return result
 
 

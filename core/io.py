@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,49 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     """Atomic JSON write with sorted keys, so equal objects give equal bytes."""
     return atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
+
+
+def write_results_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """Atomic write of a results/report JSON with machine paths made relative (`portable`), so a
+    results file reads the same on every clone."""
+    return atomic_write_json(path, portable(obj), indent=indent)
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def portable(obj: Any, base: str | Path | None = None) -> Any:
+    """`obj` with every absolute path inside its strings (also inside a printed command) rewritten
+    relative to `base` (default: the working directory), e.g. /work/shared/data/x -> ../shared/data/x.
+
+    Paths that share a top folder with `base` become relative; scratch paths under the temp folder
+    become `$TMPDIR/...`; system paths (/usr, /dev...) stay as they are."""
+    root = Path(base if base is not None else Path.cwd()).resolve()
+    top = root.parts[1] if len(root.parts) > 1 else None
+    tmp = tempfile.gettempdir().rstrip("/") + "/"
+
+    def fix(text: str) -> str:
+        def one(m: re.Match) -> str:
+            p = m.group(0)
+            if p.startswith(str(root) + "/"):
+                return os.path.relpath(p, root)
+            if p.startswith(tmp):
+                return "$TMPDIR/" + p[len(tmp):]
+            parts = Path(p).parts
+            if top is None or len(parts) < 2 or parts[1] != top:
+                return p
+            return os.path.relpath(p, root)
+        return _ABS_PATH.sub(one, text) if "/" in text else text
+
+    if isinstance(obj, str):
+        return fix(obj)
+    if isinstance(obj, Path):
+        return fix(str(obj))
+    if isinstance(obj, dict):
+        return {portable(k, root) if isinstance(k, str) else k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, root) for v in obj]
+    return obj
 
 
 def dumps_json(obj: Any, indent: int | None = None) -> str:

@@ -30,7 +30,7 @@ def eval_cmd(
 ) -> None:
     """Generate held-out captions and read color / category / pattern back with the attribute classifier."""
     from core.errors import InputError
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
     from finetune.demo_model.evaluate import (
         contact_sheet,
         controlnet_fidelity,
@@ -61,9 +61,9 @@ def eval_cmd(
     if sheet:
         metrics["sheet"] = str(contact_sheet(images, prompts, sheet, judge.predict(images)))
     if json_out:
-        atomic_write_json(json_out, metrics)
+        write_results_json(json_out, metrics)
     if as_json:
-        typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
+        typer.echo(json.dumps(portable(metrics), indent=2, sort_keys=True))
     else:
         for k in ("color_accuracy", "category_accuracy", "pattern_accuracy", "clip_score"):
             if k in metrics:

@@ -35,16 +35,16 @@ def personalization(
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
     from app.evaluation import evaluate_personalization
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
 
     result = evaluate_personalization(shop=shop, recommender=recommender, model=model, adapter=adapter,
                                       n_users=users, candidates=candidates, steps=steps, guidance=guidance,
                                       seed=seed, device=device, outfits=outfits, progress=not as_json,
                                       classifier=classifier, scorer=scorer)
     if json_out is not None:
-        atomic_write_json(json_out, result)
+        write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
         return
     typer.echo(f"{result['n_users']} held-out users, {result['images_per_variant']} images per variant, "
                f"{result['device']}, {result['seconds']} s")

@@ -29,16 +29,16 @@ def _emit(report: dict, as_json: bool, json_out: Optional[Path], summary_keys: t
     """Print the report (JSON or a few lines) and write it atomically when asked."""
     import time
 
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
     from pipelines.device import describe, pick_device
 
     report.setdefault("device", describe(pick_device(report.get("device"))))
     report["total_seconds"] = round(time.time() - _STARTED[0], 1)  # data loading and evaluation included
 
     if json_out:
-        atomic_write_json(json_out, report)
+        write_results_json(json_out, report)
     if as_json:
-        typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+        typer.echo(json.dumps(portable(report), indent=2, sort_keys=True, default=str))
         return
     for key in summary_keys or tuple(report):
         if key in report:
@@ -431,7 +431,7 @@ def demo_model(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the training report here.", callback=options.out_file),
 ) -> None:
     """Train the demo Stable Diffusion, ControlNet, open_clip scorer and attribute classifier from scratch."""
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
     from finetune.demo_model import train_demo_models
     from finetune.demo_model.export import install as install_models
     from pipelines.device import pick_device, set_threads
@@ -442,5 +442,5 @@ def demo_model(
     if install:
         report["installed"] = [str(p) for p in install_models(out, report=report)]
     if json_out:
-        atomic_write_json(json_out, report)
-    typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+        write_results_json(json_out, report)
+    typer.echo(json.dumps(portable(report), indent=2, sort_keys=True, default=str))

@@ -107,15 +107,15 @@ def pipeline_spec(*, model, lora, lora_scale, adapter, reward, device, dtype, sc
 def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[dict]:
     """Write images + manifest, then print a short table or the JSON records."""
     from core.creative import Manifest
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
 
     manifest = Manifest(out / "manifest.jsonl")
     paths = output.save(out, manifest)
     records = [c.to_dict() for c in output.creatives]
     if json_out is not None:
-        atomic_write_json(json_out, records)
+        write_results_json(json_out, records)
     if as_json:
-        typer.echo(json.dumps(records, indent=2, sort_keys=True))
+        typer.echo(json.dumps(portable(records), indent=2, sort_keys=True))
     else:
         for c, p in zip(output.creatives, paths):
             scores = " ".join(f"{k}={v:.3f}" for k, v in sorted(c.scores.items()) if k != "rank")

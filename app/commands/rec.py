@@ -25,12 +25,12 @@ def _threads(n: int) -> None:
 
 
 def _emit(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
 
     if json_out is not None:
-        atomic_write_json(json_out, result)
+        write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=float))
+        typer.echo(json.dumps(portable(result), indent=2, default=float))
 
 
 def _int_list(value: str, option: str, example: str) -> list[int]:
@@ -325,7 +325,7 @@ def bench(
                                        help="Sequential bench: test latencies are the median of this many passes."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
-    from core.io import atomic_write_json
+    from core.io import portable, write_results_json
 
     _threads(threads)
     kind = _data_kind(data, [m for m in models.split(",") if m.strip()], task)
@@ -345,7 +345,7 @@ def bench(
         names = [m.strip() for m in models.split(",") if m.strip()]
         if models == "mostpop,itemknn,ease,multivae,diffrec,ldiffrec":  # the CF default: use the seq default
             names = ["mostpop", "sasrec", "gru4rec", "dreamrec"]
-        partial = (lambda r: atomic_write_json(json_path, r)) if json_path else None
+        partial = (lambda r: write_results_json(json_path, r)) if json_path else None
         chosen_seeds = _int_list(seed_list, "--seed-list", "3,4") if seed_list else None
         if report_only:
             raise InputError("--report-only is for CF benches; a sequential bench with --resume reuses its "
@@ -363,7 +363,7 @@ def bench(
     else:
         from recommenders.bench import format_table, run_cf_bench
 
-        save = (lambda r: atomic_write_json(json_path, r)) if json_path else None
+        save = (lambda r: write_results_json(json_path, r)) if json_path else None
         chosen: int | list[int] = _int_list(seed_list, "--seed-list", "3,4") if seed_list else seeds
         result = run_cf_bench(data, models, chosen, config_path=str(config) if config else None,
                               progress=not quiet, on_result=save,
@@ -383,7 +383,7 @@ def bench(
                   ("timing-repeats", None if timing_repeats == 3 else timing_repeats)]
         result["command"] += "".join(f" --{k} {v}" for k, v in shaped if v is not None)
     if json_path:
-        atomic_write_json(json_path, result)
+        write_results_json(json_path, result)
     if plot_path:
         if "models" not in result or not all("ms_per_user" in m.get("mean", {}) for m in result["models"].values()):
             typer.echo("note: --plot is drawn for CF benches only", err=True)
