@@ -79,7 +79,10 @@ class RunConfig:
 
 
 def rel_path(path: str | Path) -> str:
-    """A path for results JSON: relative to the current folder, else to the repo root (never /work/...)."""
+    """A path for results JSON: relative to the current folder, else to the repo root, else `core.io.portable`'s
+    form ($TMPDIR/... for scratch files); never a machine path like /work/..."""
+    from core.io import portable
+
     p = Path(path)
     if str(path) == "demo" or not p.is_absolute():
         return str(path)
@@ -88,7 +91,8 @@ def rel_path(path: str | Path) -> str:
             return str(p.resolve().relative_to(base.resolve()))
         except ValueError:
             continue
-    return os.path.relpath(p, Path.cwd())
+    out = portable(str(p))
+    return out if not out.startswith("/") else os.path.relpath(p, Path.cwd())
 
 
 # --- model names against the data's kind -----------------------------------------------------------------------

@@ -3,7 +3,6 @@
 The data set is a tiny Markov chain written in code as a zhihu-format folder (train/valid/test.npz).
 """
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 
 from app.commands.rec import _data_kind, app
 from recommenders.base import SequentialRecommender
+from recommenders.bench_config import rel_path
 from recommenders.datasets import load_seq
 from recommenders.splits import SeqSplit
 
@@ -274,7 +274,7 @@ def test_bench_resumes_finished_runs_and_refuses_other_options(folder, tmp_path,
     assert fits == [1]  # seed 0 came from the JSON, only seed 1 was trained
     runs = again["models"]["dreamrec"]["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and runs[0] == first["models"]["dreamrec"]["runs"][0]
-    assert again["resumed_from"] == [os.path.relpath(out)]  # results JSON hold relative paths (issue 17)
+    assert again["resumed_from"] == [rel_path(out)]  # results JSON hold relative paths (issue 17)
     with pytest.raises(InputError, match="other options"):
         seq_bench.run_seq_bench(str(folder), ["dreamrec"], 1, [10], **kwargs, resume=[out])
     out.write_text("{not json")
