@@ -325,7 +325,7 @@ def bench(
                                        help="Sequential bench: test latencies are the median of this many passes."),
 ) -> None:
     """Train and test each model over several seeds; print a mean±std table, write JSON and a plot."""
-    from core.io import portable, write_results_json
+    from core.io import write_results_json
 
     _threads(threads)
     kind = _data_kind(data, [m for m in models.split(",") if m.strip()], task)
