@@ -8,8 +8,8 @@ Three sources, always said in one printed line and in the results JSON (`config`
   (log users/items/rows), adapted so it carries: epoch caps raised to `DERIVED_EPOCHS` with the
   source's early stopping (patience at least `DERIVED_PATIENCE`) so models train to convergence, wall-clock
   caps (set for a shared CPU) removed, EASE's L2 scaled with the mean item degree (the diagonal of X^T X
-  it regularises; Steck, WWW 2019), ItemKNN's k and L-DiffRec's clusters bounded by the item count, and
-  batch sizes bounded so an epoch has at least 8 steps.
+  it regularises; Steck, WWW 2019), ItemKNN's k, L-DiffRec's clusters and the CF networks' layer widths
+  bounded by the item count, and batch sizes bounded so an epoch has at least 8 steps.
 """
 from __future__ import annotations
 
@@ -225,10 +225,14 @@ def derive(stats: DataStats) -> RunConfig:
             change(name, "l2", float(round(min(1e5, max(1.0, params["l2"] * scale)), 1)))
         if name == "itemknn" and "k" in params:
             change(name, "k", int(min(params["k"], max(1, stats.items - 1))))
+        if stats.kind == "cf" and isinstance(params.get("hidden"), list):  # no layer wider than the item vector
+            change(name, "hidden", [int(min(w, max(32, stats.items))) for w in params["hidden"]])
+        if stats.kind == "cf" and "latent" in params:
+            change(name, "latent", int(min(params["latent"], max(32, stats.items))))
         if name == "ldiffrec" and "n_clusters" in params:
             change(name, "n_clusters", int(min(params["n_clusters"], max(1, stats.items // 2))))
     what = ", ".join(f"{m} {k} {a}->{b}" for m, c in changes.items() for k, (a, b) in c.items()
-                     if k in ("l2", "k", "n_clusters", "batch_size"))
+                     if k in ("l2", "k", "n_clusters", "batch_size", "hidden", "latent"))
     line = (f"config: derived for {stats.describe()} from {path.name} (nearest tuned {KIND_WORDS[stats.kind]} data "
             f"set); epoch caps {DERIVED_EPOCHS} with early stopping, no time caps"
             + (f"; {what}" if what else ""))

@@ -79,6 +79,7 @@ def test_cf_folder_without_config_gets_a_derived_one_said_and_recorded(tmp_path)
     assert result["models"]["ease"]["config"]["l2"] == cfg["models"]["ease"]["l2"]
     assert cfg["models"]["itemknn"]["k"] == 59  # bounded by the item count
     assert cfg["models"]["diffrec"]["epochs"] == 200 and cfg["models"]["ldiffrec"]["epochs"] == 200
+    assert cfg["models"]["diffrec"]["hidden"] == [60] and cfg["changes"]["diffrec"]["hidden"] == [[1000], [60]]
     assert "reference" not in cfg["settings"] and result["reference"] == {}  # ml-1m's figures are not this data's
     assert no_absolute_paths(result)
 
