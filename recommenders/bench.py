@@ -55,6 +55,12 @@ def make_model(name: str, params: dict | None = None, config_path: str | Path | 
         raise InputError(f"{name}: bad hyperparameters ({e})", config_path) from None
 
 
+def require_items(n_items: int, k: int, spec) -> None:
+    """The metrics rank a top k: data with fewer items is one clear error, not a traceback in the metrics."""
+    if n_items < k:
+        raise InputError(f"has {n_items} items; the metrics rank a top {k}", spec)
+
+
 def parse_models(models: str | list[str], data: str | Path = "the data") -> list[str]:
     """Comma-separated model names -> validated list of CF models (a sequence model is named as such)."""
     from .bench_config import check_models
@@ -201,8 +207,7 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
     models = parse_models(models, spec)
     data = load_cf(spec)
     run_config = resolve(data.name, stats_of(data), config_path, spec)
-    if data.n_items < 50:
-        raise InputError(f"has {data.n_items} items; the bench ranks the top 50 (Recall/NDCG@10/20/50)", spec)
+    require_items(data.n_items, 50, spec)
     if announce is not None:
         announce(run_config.line)
     bench_yaml = run_config.data

@@ -19,6 +19,7 @@ import numpy as np
 from core.errors import InputError
 
 from .base import model_class
+from .bench import require_items
 from .datasets import load_seq
 from .metrics import metrics_from_top, ranking_metrics
 
@@ -117,6 +118,7 @@ def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path |
     check_models([model], "seq", spec, cfg)
     if announce is not None:
         announce(rc.line)
+    require_items(data.n_items, max(cfg.get("ks", (10, 20, 50))), spec)
     cfg["_config"] = rc.to_json()
     key, base, hp = resolve_model(model, cfg)
     model_obj = model_class(base)(**{**hp, **(overrides or {})})
@@ -213,6 +215,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     models = check_models(list(models), "seq", spec, cfg)
     if announce is not None:
         announce(rc.line)
+    require_items(data.n_items, max(cfg.get("ks", (10, 20, 50))), spec)
     bench = cfg.get("bench", {})
     ks = tuple(cfg.get("ks", (10, 20, 50)))
     samplers = samplers or bench.get("samplers", ["ddpm", "ddim", "dpmsolver"])

@@ -216,7 +216,7 @@ def train(
     import time
 
     from core.io import atomic_write_json
-    from recommenders.bench import evaluate, make_model, parse_models
+    from recommenders.bench import evaluate, make_model, parse_models, require_items
     from recommenders.bench_config import resolve, stats_of
     from recommenders.datasets import load_cf
 
@@ -232,6 +232,7 @@ def train(
     splits = load_cf(data)
     run_config = resolve(splits.name, stats_of(splits), config, data)
     _say(run_config.line, as_json)
+    require_items(splits.n_items, 50, data)
     params = {**run_config.models.get(name, {}), **_parse_sets(set_)}
     rec = make_model(name, params, run_config.file)
     start = time.perf_counter()

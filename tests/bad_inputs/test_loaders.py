@@ -214,6 +214,11 @@ def test_cf_bench_on_fewer_items_than_its_top_k_is_one_line(tmp_path):
     folder = write_cf(tmp_path / "small")
     assert_refused(["rec", "bench", "--data", str(folder), "--models", "mostpop", "--seeds", "1", "--quiet"],
                    "has 8 items", "top 50")
+    assert_refused(["rec", "train", "--data", str(folder), "--model", "ease", "--out", str(tmp_path / "m")],
+                   "has 8 items", "top 50")
+    seq = write_npz(tmp_path / "seq")  # 6 items; a derived sequence config ranks a top 20 at least
+    assert_refused(["rec", "train", "--data", str(seq), "--model", "seq-mostpop", "--out", str(tmp_path / "s")],
+                   "has 6 items", "top ")
 
 
 # --- sequence txt ----------------------------------------------------------------------------------------------
