@@ -284,7 +284,10 @@ def eval_(
         return
     if not isinstance(rec, CFRecommender):
         raise InputError("not a recommender folder", model_dir)
+    from recommenders.bench import require_items
+
     splits = load_cf(data)
+    require_items(splits.n_items, 50, data)
     if rec.train_rows.shape != splits.train.shape:
         raise InputError(f"model was trained on {rec.train_rows.shape[0]} users x {rec.train_rows.shape[1]} items, "
                          f"data has {splits.n_users} x {splits.n_items}", model_dir)
