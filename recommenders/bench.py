@@ -198,7 +198,7 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
     import torch
     from tqdm.auto import tqdm
 
-    from .bench_config import rel_path, resolve, stats_of
+    from .bench_config import rel_path, require_settings, resolve, stats_of
     from .datasets import load_cf
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -207,6 +207,7 @@ def run_cf_bench(spec: str, models: list[str], seeds: int | list[int] = 5, *, co
     models = parse_models(models, spec)
     data = load_cf(spec)
     run_config = resolve(data.name, stats_of(data), config_path, spec)
+    require_settings(models, run_config)
     require_items(data.n_items, 50, spec)
     if announce is not None:
         announce(run_config.line)

@@ -131,6 +131,14 @@ def check_models(names: list[str], kind: str, data: str | Path, config: dict | N
     return out
 
 
+def require_settings(names: list[str], run_config: "RunConfig") -> None:
+    """Every model run has an entry in its config: a missing one would silently mean class defaults."""
+    missing = [n for n in names if n not in run_config.models]
+    if missing:
+        raise InputError(f"has no settings for {', '.join(missing)} (it names: {', '.join(run_config.models) or 'none'});"
+                         f" add `{missing[0]}: {{}}` under models: to run it on its class defaults", run_config.file)
+
+
 # --- reading a YAML ---------------------------------------------------------------------------------------------
 def read_config(path: str | Path, kind: str | None = None, data: str | Path | None = None) -> dict:
     """A bench YAML checked: `models:` maps known model names (of `kind`) to hyperparameter mappings."""

@@ -111,11 +111,11 @@ def train_seq(spec: str, model: str, *, seed: int = 0, config_file: str | Path |
     Neural models checkpoint each epoch into `checkpoint_dir` and resume from it (MostPop has no epochs).
     The config is `config_file`, else the tuned YAML, else derived; `announce(line)` hears which.
     """
-    from .bench_config import check_models
+    from .bench_config import check_models, require_settings
 
     data = load_seq(spec)
     rc, cfg = run_config(data, spec, config_file)
-    check_models([model], "seq", spec, cfg)
+    require_settings(check_models([model], "seq", spec, cfg), rc)
     if announce is not None:
         announce(rc.line)
     require_items(data.n_items, max(cfg.get("ks", (10, 20, 50))), spec)
@@ -205,7 +205,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     """
     from tqdm.auto import tqdm
 
-    from .bench_config import check_models, rel_path
+    from .bench_config import check_models, rel_path, require_settings
 
     seed_list = list(seed_list) if seed_list else list(range(first_seed, first_seed + seeds))
     if not seed_list or seeds < 1:
@@ -213,6 +213,7 @@ def run_seq_bench(spec: str, models: list[str], seeds: int, sampling_steps: list
     data = load_seq(spec)
     rc, cfg = run_config(data, spec, config_file)
     models = check_models(list(models), "seq", spec, cfg)
+    require_settings(models, rc)
     if announce is not None:
         announce(rc.line)
     require_items(data.n_items, max(cfg.get("ks", (10, 20, 50))), spec)

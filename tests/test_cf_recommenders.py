@@ -150,7 +150,8 @@ def test_bench_cli_writes_json_table_and_plot(data, tmp_path):
     folder = tmp_path / "tinyset"
     write_cf_folder(folder, data)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("models:\n  diffrec: {hidden: [8], epochs: 2, batch_size: 16, steps: 5}\n")
+    cfg.write_text("models:\n  diffrec: {hidden: [8], epochs: 2, batch_size: 16, steps: 5}\n"
+                   "  mostpop: {}\n  ease: {}\n  itemknn: {}\n")  # a --config names every model it runs
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     res = CliRunner().invoke(app, ["bench", "--data", str(folder), "--models", "mostpop,ease,diffrec", "--seeds", "2",
                                    "--config", str(cfg), "--json", str(out), "--plot", str(png), "--quiet"])

@@ -92,13 +92,14 @@ def _tune_first(command: str, data: str, kind: str, names: list[str], config: Op
     `say`: print the config line and the tuned file (off under `rec train --json`, whose JSON records them).
     """
     from recommenders import tune as tuning
-    from recommenders.bench_config import check_models, resolve, stats_of
+    from recommenders.bench_config import check_models, require_settings, resolve, stats_of
     from recommenders.datasets import load_cf, load_seq
 
     budget_s = tuning.parse_budget(budget)
     splits = load_seq(data) if kind == "seq" else load_cf(data)
     run_config = resolve(splits.name, stats_of(splits), config, data)
     names = check_models(names, kind, data, run_config.data)
+    require_settings(names, run_config)
     if say:
         typer.echo(run_config.line + f" (tuning from it for {budget})")
     if kind == "seq":
@@ -217,7 +218,7 @@ def train(
 
     from core.io import atomic_write_json
     from recommenders.bench import evaluate, make_model, parse_models, require_items
-    from recommenders.bench_config import resolve, stats_of
+    from recommenders.bench_config import require_settings, resolve, stats_of
     from recommenders.datasets import load_cf
 
     _threads(threads)
@@ -232,6 +233,7 @@ def train(
     splits = load_cf(data)
     run_config = resolve(splits.name, stats_of(splits), config, data)
     _say(run_config.line, as_json)
+    require_settings([name], run_config)
     require_items(splits.n_items, 50, data)
     params = {**run_config.models.get(name, {}), **_parse_sets(set_)}
     rec = make_model(name, params, run_config.file)

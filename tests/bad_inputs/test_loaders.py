@@ -280,3 +280,13 @@ def test_config_with_unknown_model_key_is_refused(tmp_path, kind):
     cfg.write_text("models:\n  mostpop: {}\n  easy: {l2: 10}\n")
     assert_refused(["rec", "bench", "--data", str(folder), "--models", "mostpop", "--seeds", "1", "--quiet",
                     "--config", str(cfg)], "c.yaml", "easy", "unknown model")
+
+
+@pytest.mark.parametrize("kind", ["cf", "npz"])
+def test_config_without_the_model_run_is_refused_not_defaulted(tmp_path, kind):
+    folder = {"cf": write_cf, "npz": write_npz}[kind](tmp_path / kind)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  mostpop: {}\n" if kind == "cf" else "models:\n  seq-mostpop: {}\n")
+    model = "ease" if kind == "cf" else "sasrec"
+    assert_refused(["rec", "train", "--data", str(folder), "--model", model, "--out", str(tmp_path / "m"),
+                    "--config", str(cfg)], "c.yaml", f"no settings for {model}", "class defaults")
