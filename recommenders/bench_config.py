@@ -135,8 +135,9 @@ def require_settings(names: list[str], run_config: "RunConfig") -> None:
     """Every model run has an entry in its config: a missing one would silently mean class defaults."""
     missing = [n for n in names if n not in run_config.models]
     if missing:
-        raise InputError(f"has no settings for {', '.join(missing)} (it names: {', '.join(run_config.models) or 'none'});"
-                         f" add `{missing[0]}: {{}}` under models: to run it on its class defaults", run_config.file)
+        named = ", ".join(run_config.models) or "none"
+        raise InputError(f"has no settings for {', '.join(missing)} (it names: {named}); add `{missing[0]}: {{}}` "
+                         f"under models: to run it on its class defaults", run_config.file)
 
 
 # --- reading a YAML ---------------------------------------------------------------------------------------------
