@@ -14,10 +14,14 @@ Every surface (generate, campaigns, the UI, the evaluation, fine-tuning data) ca
   condition's attribute weights are a mixture of (a) the history's choice-model taste fit
   (`recommenders.taste`), (b) the backbone's predicted distribution over attribute values (softmax
   over its top unseen items) and (c) the population prior (attribute frequencies of all events).
-  The mixture weights are learned per (shop, backbone, attribute kind, history length) by EM on what
-  every shop has: each training shopper's history is cut where the backbone's training data ends,
-  the prefix feeds (a) and (b), and the attributes of the items chosen next (held-out time) are the
-  target whose log-likelihood EM maximises (Dempster, Laird & Rubin 1977, mixture weights only).
+  All three are taste-space distributions (what is liked): (b) and (c) describe choices, so they are
+  divided by what was on offer (a choice is taste x supply), then mixed: q = w_a a + w_b b + w_c c.
+  The weights are learned per
+  (shop, backbone, attribute kind, history length) from what every shop has: each training shopper's
+  history is cut where the backbone's training data ends, the prefix feeds (a) and (b), and the
+  attributes of the items chosen next (held-out time) are the targets, whose log-likelihood under
+  P(v) ∝ q(v) x supply(v) a few hundred Adam steps on the simplex weights maximise (the
+  conditional-logit choice model of `recommenders.taste`, McFadden 1974, one level up).
   The demo shop's true tastes are never read here.
 """
 
@@ -326,7 +330,7 @@ def _vocab(catalog: Catalog) -> dict[str, list[str]]:
     return hit[1]
 
 
-_VOCABS: dict[int, tuple] = {}
+_VOCABS: dict = {}
 
 
 def _value(item, kind: str):
@@ -410,7 +414,7 @@ class Fusion:
     """Learned simplex weights over (history, backbone, prior) per attribute kind and history-length bucket."""
 
     weights: dict[str, list[list[float]]]  # kind -> per bucket [w_history, w_backbone, w_prior]
-    overall: dict[str, list[float]]  # kind -> weights over all buckets
+    overall: dict[str, list[float]]  # kind -> [w_history, w_backbone, w_prior] over all buckets
     n_users: int = 0
     n_targets: int = 0
     log_likelihood: dict[str, float] = field(default_factory=dict)  # per kind, mean per held-out choice
@@ -421,20 +425,68 @@ class Fusion:
         return cls(weights={}, overall={}, learned=False)
 
     def of(self, kind: str, n_history: int) -> np.ndarray:
-        """The weights for one kind and history length ([1/3]*3 for a kind never learned)."""
+        """[w_history, w_backbone, w_prior] for one kind and history length (uniform when never learned)."""
         if kind not in self.weights:
             return np.full(3, 1 / 3)
         return np.asarray(self.weights[kind][_bucket(n_history)])
 
 
-def _em(parts: np.ndarray, iters: int = 200) -> tuple[np.ndarray, float]:
-    """Mixture weights maximising sum log(w . parts[t]) over targets t (parts: (T, 3) likelihoods)."""
-    w = np.full(parts.shape[1], 1 / parts.shape[1])
-    for _ in range(iters):
-        mix = parts @ w
-        resp = parts * w / np.maximum(mix, 1e-300)[:, None]
-        w = resp.mean(0)
-    return w, float(np.log(np.maximum(parts @ w, 1e-300)).mean())
+def _supply(catalog: Catalog, vocab: dict[str, list[str]], seen: set[str]) -> dict[str, np.ndarray]:
+    """How many catalog items of each value the shopper has not chosen yet (what is left to choose from)."""
+    ids, codes = _codes(catalog)
+    keep = np.asarray([i not in seen for i in ids])
+    return {kind: np.bincount(codes[kind][keep & (codes[kind] >= 0)], minlength=len(vals)).astype(np.float64)
+            for kind, vals in vocab.items()}
+
+
+def _codes(catalog: Catalog):
+    """(item ids, value index per kind) of the catalog, cached like `_vocab`."""
+    from .taste import attribute_table
+
+    key = ("codes", id(catalog))
+    hit = _VOCABS.get(key)
+    if hit is None or hit[0] is not catalog:
+        ids, _, codes = attribute_table(catalog)
+        hit = _VOCABS[key] = (catalog, (ids, codes))
+    return hit[1]
+
+
+def _as_taste(dist: np.ndarray, supply: np.ndarray) -> np.ndarray:
+    """A distribution over chosen values turned into one over liked values: divided by what was on offer
+    (a choice is taste x supply), renormalised."""
+    t = dist / np.maximum(supply, 1.0)
+    return t / t.sum() if t.sum() > 0 else np.full(len(t), 1 / len(t))
+
+
+def _fit_weights(parts: np.ndarray, supply: np.ndarray, target: np.ndarray, steps: int = 200):
+    """Simplex weights w (softmax of 3 logits) maximising the held-out choices' log-likelihood under
+    P(value v) = q(v) s(v) / sum_v' q(v') s(v'), q = sum_m w_m parts[m] the taste mixture, s the supply.
+
+    parts: (T, 3, V) taste-space distributions, supply: (T, V), target: (T,) value index. Adam steps on
+    the logits (the supply's normaliser leaves no closed-form EM step). Returns (w, mean log-likelihood).
+    """
+    import torch
+
+    p = torch.as_tensor(parts, dtype=torch.float64)
+    s = torch.as_tensor(supply, dtype=torch.float64).clamp_min(1e-9)
+    t = torch.as_tensor(target, dtype=torch.long)
+    logits = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+
+    def nll():
+        q = torch.einsum("m,tmv->tv", torch.softmax(logits, 0), p)
+        choice = q * s
+        choice = choice / choice.sum(1, keepdim=True).clamp_min(1e-300)
+        return -torch.log(choice.gather(1, t[:, None])[:, 0].clamp_min(1e-300)).mean()
+
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = nll()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return torch.softmax(logits, 0).numpy(), -float(nll())
 
 
 def learn_fusion(backbone: Backbone) -> Fusion:
@@ -481,27 +533,33 @@ def learn_fusion(backbone: Backbone) -> Fusion:
         back += [d for *_, d in _item_distributions(backbone, scores, [set(p) for p in chunk], catalog, vocab)]
     weights, overall, ll = {}, {}, {}
     n_targets = 0
+    supplies = [_supply(catalog, vocab, set(p)) for p in prefixes]
     for kind, vals in vocab.items():
         pos = {v: j for j, v in enumerate(vals)}
-        rows, buckets = [], []
-        for p, t, a, b in zip(prefixes, targets, taste, back):
+        parts, sup, tgt, buckets = [], [], [], []
+        for p, t, a, b, sp_ in zip(prefixes, targets, taste, back, supplies):
+            if a is None:
+                continue
+            s_k = sp_[kind]
+            stack = np.stack([a[kind], _as_taste(b[kind], s_k), _as_taste(prior[kind], s_k)])
             for iid in t:
                 v = _value(catalog[iid], kind) if iid in catalog else None
-                if v is None or str(v) not in pos or a is None:
+                if v is None or str(v) not in pos:
                     continue
-                j = pos[str(v)]
-                rows.append((a[kind][j], b[kind][j], prior[kind][j]))
+                parts.append(stack)
+                sup.append(s_k)
+                tgt.append(pos[str(v)])
                 buckets.append(_bucket(len(p)))
-        if not rows:
+        if not parts:
             continue
-        parts, buckets = np.asarray(rows), np.asarray(buckets)
+        parts, sup, tgt, buckets = np.asarray(parts), np.asarray(sup), np.asarray(tgt), np.asarray(buckets)
         n_targets = max(n_targets, len(parts))
-        w_all, ll[kind] = _em(parts)
+        w_all, ll[kind] = _fit_weights(parts, sup, tgt)
         overall[kind] = [round(float(x), 4) for x in w_all]
         per = []
-        for b in range(len(LENGTH_BUCKETS)):
-            sel = buckets == b
-            w_b = _em(parts[sel])[0] if sel.sum() >= MIN_BUCKET_TARGETS else w_all
+        for bk in range(len(LENGTH_BUCKETS)):
+            sel = buckets == bk
+            w_b = _fit_weights(parts[sel], sup[sel], tgt[sel])[0] if sel.sum() >= MIN_BUCKET_TARGETS else w_all
             per.append([round(float(x), 4) for x in w_b])
         weights[kind] = per
     return Fusion(weights, overall, n_users=len(prefixes), n_targets=n_targets,
@@ -546,13 +604,15 @@ def group_preference(backbone: Backbone, members: Sequence[ShopperEvents], *, ke
     fused = {kind: np.zeros(len(v)) for kind, v in vocab.items()}
     shares = {kind: np.zeros(3) for kind in vocab}
     for h, a, (_, _, _, b) in zip(histories, taste, items):
+        supply = _supply(catalog, vocab, set(h))
         for kind in vocab:
             w = fusion.of(kind, len(h)).copy()
             if a is None:  # no history: its share goes to the other parts, in proportion
                 w[0] = 0.0
             w = w / w.sum()
-            parts = (a[kind] if a is not None else 0.0, b[kind], prior[kind])
-            fused[kind] += sum(wi * p for wi, p in zip(w, parts)) / len(members)
+            parts = np.stack([a[kind] if a is not None else np.full(len(vocab[kind]), 1 / len(vocab[kind])),
+                              _as_taste(b[kind], supply[kind]), _as_taste(prior[kind], supply[kind])])
+            fused[kind] += (w[:, None] * parts).sum(0) / len(members)
             shares[kind] += w / len(members)
     attributes = {kind: {v: float(x) for v, x in sorted(zip(vals, fused[kind]), key=lambda t: (-t[1], t[0]))
                          if x > 0}
@@ -568,7 +628,7 @@ def group_preference(backbone: Backbone, members: Sequence[ShopperEvents], *, ke
         "top": {kind: [[v, round(w, 4)] for v, w in list(attributes[kind].items())[:3]] for kind in attributes},
         "shares": {p: round(float(x), 4) for p, x in zip(PARTS, share)},
         "shares_by_kind": {kind: {p: round(float(x), 4) for p, x in zip(PARTS, shares[kind])} for kind in vocab},
-        "fusion": ("learned by EM on the next choices of {} shoppers".format(fusion.n_users) if fusion.learned
+        "fusion": ("learned on the next choices of {} shoppers".format(fusion.n_users) if fusion.learned
                    else "uniform (no shop data to learn from)"),
         "members": len(members),
     }
