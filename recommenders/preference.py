@@ -65,7 +65,7 @@ class ShopperEvents:
 class ShopSource:
     """A shop's catalog, its interactions in time order per shopper, and (demo shops) their known tastes."""
 
-    def __init__(self, catalog: Catalog, interactions, *, name: str, data_spec: str | Path, demo=None):
+    def __init__(self, catalog: Catalog, interactions, *, name: str, data_spec: str | Path | None, demo=None):
         self.catalog, self.interactions, self.name, self.data_spec, self.demo = catalog, interactions, name, data_spec, demo
         seqs = interactions.user_sequences()
         self.history: dict[str, list[str]] = {
@@ -108,7 +108,8 @@ class ShopSource:
 
         with self._lock:
             if self._cf is None:
-                self._cf = load_cf(self.data_spec)
+                self._cf = load_cf(self.data_spec) if self.data_spec is not None else self._aligned().to_cf_splits(
+                    name=self.name)
             return self._cf
 
     def seq_data(self):
@@ -117,8 +118,15 @@ class ShopSource:
 
         with self._lock:
             if self._seq is None:
-                self._seq = load_seq(self.data_spec)
+                self._seq = load_seq(self.data_spec) if self.data_spec is not None else self._aligned().to_seq_splits(
+                    name=self.name)
             return self._seq
+
+    def _aligned(self):
+        """The interactions with item indices in catalog order (what `load_cf("demo")` trains on)."""
+        from .datasets import _align_to_catalog
+
+        return _align_to_catalog(self.interactions, self.catalog)
 
 
 def load_shop(spec: str, base_dir: str | Path | None = None) -> ShopSource:
@@ -132,6 +140,24 @@ def load_shop(spec: str, base_dir: str | Path | None = None) -> ShopSource:
         if key not in _SHOPS:
             _SHOPS[key] = _read_shop(spec, Path(key))
         return _SHOPS[key]
+
+
+def shop_from_parts(catalog: Catalog, interactions, name: str = "interactions") -> ShopSource:
+    """A ShopSource for a catalog + interactions already loaded: the process's own shop object when they
+    are a loaded shop's (so every surface shares one backbone and its fusion), else a new one."""
+    probe = ShopSource(catalog, interactions, name=name, data_spec=None)
+    with _LOCK:
+        known = [s for s in _SHOPS.values() if s.fingerprint == probe.fingerprint]
+    if known:
+        return known[0]
+    root = Path(getattr(catalog, "root", None) or ".")
+    if (root / "shop.json").is_file():
+        from .shop import DEMO_SHOP_DIR
+
+        shop = load_shop("demo" if root.resolve() == Path(DEMO_SHOP_DIR).resolve() else str(root))
+        if shop.fingerprint == probe.fingerprint:
+            return shop
+    return probe
 
 
 def _read_shop(spec: str, folder: Path) -> ShopSource:
