@@ -694,6 +694,19 @@ def _fused_embedding(backbone: Backbone, histories, items, share: np.ndarray) ->
     return [float(x) for x in out]
 
 
+def taste_condition(events: ShopperEvents, catalog: Catalog) -> PreferenceCondition:
+    """The floor every backbone is measured against: the history's choice-model taste fit alone."""
+    vocab = _vocab(catalog)
+    taste = _taste_distributions([[i for i in events.items if i in catalog]], catalog, vocab)[0]
+    attributes = {} if taste is None else {
+        kind: {v: float(x) for v, x in sorted(zip(vals, taste[kind]), key=lambda t: (-t[1], t[0]))}
+        for kind, vals in vocab.items()}
+    refs = list(dict.fromkeys(events.items[::-1]))[:4]
+    return PreferenceCondition(events.user_id, attributes=attributes, reference_items=refs, source="taste fit",
+                               why={"backbone": "none", "shares": {"history": 1.0, "backbone": 0.0, "prior": 0.0},
+                                    "fusion": "the history's taste fit alone (the floor)"})
+
+
 def why_line(condition: PreferenceCondition, kinds: Sequence[str] = ("color", "pattern")) -> str:
     """One readable line: 'ease: navy 0.41, striped 0.33 — 70% history, 25% ease, 5% prior'."""
     top = []
