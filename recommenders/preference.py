@@ -617,8 +617,12 @@ def group_preference(backbone: Backbone, members: Sequence[ShopperEvents], *, ke
     top = np.argsort(-unseen, kind="stable")[:min(k, int(np.isfinite(unseen).sum()))]
     item_scores = [(backbone.item_ids[j], float(unseen[j])) for j in top]
     refs = list(dict.fromkeys(histories[0][::-1]))[:n_reference] if len(members) == 1 else []
-    if catalog is None:  # a bare model: recommendations and the model's own next-item vector only
+    if catalog is None:  # a bare model: recommendations, and its own next-item vector or its top items' mean
         emb = _own_embedding(backbone, histories[0]) if len(members) == 1 else None
+        if emb is None and backbone.item_emb is not None and len(top):
+            z = unseen[top]
+            w = np.exp((z - z.max()) / (float(z.std()) or 1.0))
+            emb = [float(x) for x in (w[:, None] * backbone.item_emb[top]).sum(0) / w.sum()]
         return PreferenceCondition(str(key), item_scores=item_scores, embedding=emb, reference_items=refs,
                                    source=backbone.label)
     vocab = _vocab(catalog)
