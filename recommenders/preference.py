@@ -300,7 +300,7 @@ def _fit(shop: ShopSource, name: str, progress: bool, overrides: dict) -> Backbo
         from .seq_bench import load_bench_config, resolve_model
 
         data = shop.seq_data()
-        _, base, params = resolve_model(name, load_bench_config(data.name if shop.name == "demo" else "demo"))
+        _, base, params = resolve_model(name, load_bench_config(data.name))  # demo_seq.yaml when none of its own
         model = model_class(base)(**{**params, **overrides})
         model.fit(data, seed=0, progress=progress)
         return Backbone(model, data.item_ids, name=name, origin="fitted", shop=shop)
