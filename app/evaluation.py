@@ -233,7 +233,8 @@ def evaluate_backbones(*, backbones: list[str], shop: str = "demo", model: str =
         fit_s = round(time.time() - start, 1)
         start = time.time()
         conditions[name] = {u: preference(backbone, source.events(u), catalog=catalog) for u in users}
-        rows[name] = {"fit_seconds": fit_s, "condition_ms_per_user": round(1000 * (time.time() - start) / len(users), 1),
+        ms = round(1000 * (time.time() - start) / len(users), 1)
+        rows[name] = {"fit_seconds": fit_s, "condition_ms_per_user": ms,
                       "fusion": {"overall": fusion.overall, "users": fusion.n_users, "targets": fusion.n_targets,
                                  "log_likelihood": fusion.log_likelihood}}
 

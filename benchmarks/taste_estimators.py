@@ -89,7 +89,8 @@ def main() -> None:
     for u in users:  # the EASE condition of the one preference path (learned fusion)
         c = preference(backbone, shop.events(u))
         tops.append({k: c.top_keywords(1, kinds=(k,))[k][0] for k in KINDS})
-    result["condition_ease_preference_path"] = {**score(tops), "ms_per_user": round(1000 * (time.time() - t0) / len(users), 1)}
+    ms = round(1000 * (time.time() - t0) / len(users), 1)
+    result["condition_ease_preference_path"] = {**score(tops), "ms_per_user": ms}
     print("condition (preference path)", result["condition_ease_preference_path"], flush=True)
     result["command"] = "python benchmarks/taste_estimators.py --json benchmarks/results/taste_estimators.json"
     if args.json:

@@ -66,7 +66,8 @@ class ShopSource:
     """A shop's catalog, its interactions in time order per shopper, and (demo shops) their known tastes."""
 
     def __init__(self, catalog: Catalog, interactions, *, name: str, data_spec: str | Path | None, demo=None):
-        self.catalog, self.interactions, self.name, self.data_spec, self.demo = catalog, interactions, name, data_spec, demo
+        self.catalog, self.interactions, self.name = catalog, interactions, name
+        self.data_spec, self.demo = data_spec, demo
         seqs = interactions.user_sequences()
         self.history: dict[str, list[str]] = {
             uid: [interactions.item_ids[i] for i in seqs[u]] for u, uid in enumerate(interactions.user_ids)}
