@@ -252,3 +252,22 @@ def test_why_line_reads_like_a_sentence():
                                source="ease", why={"backbone": "ease",
                                                    "shares": {"history": 0.7, "backbone": 0.25, "prior": 0.05}})
     assert why_line(cond) == "ease: navy 0.41, striped 0.33 — 70% history, 25% ease, 5% prior"
+
+
+def test_eval_personalization_has_one_row_per_backbone_and_the_floor(demo, tiny_sd, tmp_path, capsys):
+    from app.cli import main
+    from pipelines.attribute_classifier import DEMO_PATH
+
+    if not DEMO_PATH.is_dir():
+        pytest.skip("the demo attribute classifier is not installed")
+    out = tmp_path / "rows.json"
+    main(["eval", "personalization", "--users", "2", "--backbones", "mostpop,seq-mostpop", "--model", str(tiny_sd),
+          "--steps", "1", "-n", "1", "--json-out", str(out), "--json"])
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"taste fit alone", "mostpop", "seq-mostpop"} and result["floor"] == "taste fit alone"
+    for row in result["rows"].values():
+        assert 0 <= row["color_match"] <= 1 and set(row["shares"]) == {"history", "backbone", "prior"}
+    assert "/work/" not in out.read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "personalization", "--backbones", "mostpop,nope"])
+    assert exc.value.code == 2
