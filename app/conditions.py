@@ -1,8 +1,9 @@
-"""Where the app gets a shopper's PreferenceCondition: the shop's data and recommender, or a JSON file.
+"""Where the app gets a shopper's PreferenceCondition: the one preference path, or a JSON file.
 
-`atelier generate`, the evaluation, the demo job and the benchmarks ask here; batch campaigns use
-the same `ShopData` for their audience. This is the one door to swap when conditions come from
-`recommenders.preference` (a backbone + a shopper's events) instead of `ShopData.condition`.
+`atelier generate`, campaigns, the evaluation, the demo job, the UI and the benchmarks ask here (or
+through `ShopData`, which holds the same `recommenders.preference` shop and backbone): a backbone
+(any registered recommender fitted on the shop, or a `rec train` folder) + a shopper's events ->
+`recommenders.preference.preference`.
 """
 from __future__ import annotations
 
@@ -11,21 +12,22 @@ from pathlib import Path
 from core.errors import InputError
 
 
-def load_shop_data(shop: str, recommender: str, base_dir: str | Path | None = None):
-    """The shop's catalog, histories and fitted recommender (`shop`: "demo" or a folder under `base_dir`)."""
+def load_shop_data(shop: str, recommender: str = "ease", base_dir: str | Path | None = None,
+                   recommender_dir: str | Path | None = None, progress: bool = False):
+    """The shop's catalog, histories and backbone (`shop`: "demo" or a folder under `base_dir`;
+    `recommender_dir`: a folder written by `atelier rec train`, used instead of fitting `recommender`)."""
     from app.batch.audience import ShopData
 
-    return ShopData(shop, Path(base_dir) if base_dir is not None else Path.cwd(), recommender)
+    return ShopData(shop, Path(base_dir) if base_dir is not None else Path.cwd(), recommender,
+                    recommender_dir=recommender_dir, progress=progress)
 
 
-def user_condition(data, user: str):
-    """A user's PreferenceCondition from the shop's recommender."""
-    from app.batch.jobs import AudienceMember
+def user_condition(data, user: str, history: list[str] | None = None):
+    """A user's PreferenceCondition from the shop's backbone (`history`: other events than the logged ones)."""
+    from recommenders.preference import ShopperEvents, preference
 
-    if user not in data.history:
-        some = ", ".join(list(data.history)[:3])
-        raise InputError(f"unknown user {user!r} (no interactions in the shop; ids look like {some})")
-    return data.condition(AudienceMember(user, "user", (user,)))
+    events = data.source.events(user) if history is None else ShopperEvents(user, list(history))
+    return preference(data.backbone, events, catalog=data.catalog)
 
 
 def read_condition(path: Path):
@@ -40,4 +42,3 @@ def read_condition(path: Path):
         return PreferenceCondition.from_dict(data)
     except InputError as e:
         raise InputError(e.problem, path) from None
-

@@ -36,6 +36,7 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     from pipelines.assemble import PipelineSpec, assemble
     from pipelines.device import set_threads
     from pipelines.outfit import outfit_board
+    from recommenders.preference import why_line
     from recommenders.shop.sheets import catalog_sheet, pick_users, users_sheet
 
     t0 = time.time()
@@ -82,6 +83,7 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
 
         summary["users"][user] = {
             "true_top": truth, "condition_top": cond.top_keywords(2), "recommended": recs,
+            "why": why_line(cond), "shares": (cond.why or {}).get("shares"),
             "product": [c.scores for c in product.creatives],
             "banner": [{"size": f"{c.width}x{c.height}", **c.extra.get("checks", {}), **c.scores} for c in banner.creatives],
             "outfit": [{"category": c.extra.get("category"), "retrieved": c.extra.get("retrieved_item")} for c in outfit.creatives],
@@ -114,6 +116,8 @@ def _fmt_scores(scores: dict) -> str:
 
 
 def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, udir: Path, root: Path) -> str:
+    from recommenders.preference import why_line
+
     e = html.escape
     imgs = lambda paths, h=96: "".join(f'<img src="{e(p)}" height="{h}">' for p in paths)  # noqa: E731
     truth_txt = "; ".join(f"{k}: {', '.join(v)}" for k, v in truth.items())
@@ -130,7 +134,8 @@ def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, ud
         f"<figcaption>generated {e(str(c.extra.get('category')))}<br>&rarr; buy {e(str(c.extra.get('retrieved_item')))}"
         f"</figcaption></figure>" for c in outfit.creatives)
     return (f"<section><h2>Shopper {e(user)}</h2>"
-            f"<p><b>True taste</b> (demo ground truth): {e(truth_txt)}<br><b>Recommender condition</b>: {e(cond_txt)}</p>"
+            f"<p><b>True taste</b> (demo ground truth): {e(truth_txt)}<br><b>Recommender condition</b>: {e(cond_txt)}"
+            f"<br><b>Why</b>: {e(why_line(cond))}</p>"
             f"<h3>Recent history</h3>{imgs(hist_imgs)}<h3>Recommended</h3>{imgs(rec_imgs)}"
             f"<h3>Personalized product images (ranked)</h3><div class=row>{prod}</div>"
             f"<h3>Banners</h3>{ban}<h3>Completed outfit</h3>"

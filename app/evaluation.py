@@ -186,3 +186,96 @@ def _outfit_eval(parts, catalog, truth_shop, data, users, conditions, scorer, in
             "fit_rule": "retrieved item's color is among the user's 3 true favourite colors",
             "oracle_ctr_retrieved": round(float(np.mean(ctr)), 4) if ctr else None,
             "oracle_ctr_category_mean": round(float(np.mean(ctr_random)), 4) if ctr_random else None}
+
+
+def evaluate_backbones(*, backbones: list[str], shop: str = "demo", model: str = "demo", n_users: int = 200,
+                       candidates: int = 2, steps: int = 20, guidance: float = 7.5, seed: int = 0,
+                       device: Optional[str] = None, progress: bool = True, classifier: Optional[Path] = None,
+                       recommender_dirs: Optional[dict[str, Path]] = None) -> dict:
+    """Color and pattern match per backbone's condition on held-out users (same users, seeds and steps
+    for every row), with "taste fit alone" as the floor row and MostPop as the control when asked for.
+
+    Each row's images are of the category its own condition ranks first; the judge is the demo
+    attribute classifier. Also: how often each condition's top color / pattern is the true favourite
+    (no images), the learned fusion shares, and the share of users whose top color or pattern differs
+    between MostPop and DreamRec.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from pipelines.assemble import PipelineSpec, assemble
+    from pipelines.attribute_classifier import DEMO_PATH, AttributeClassifier
+    from pipelines.device import describe, pick_device, set_threads
+    from recommenders.preference import load_backbone, load_shop, preference, taste_condition
+
+    t0 = time.time()
+    set_threads()
+    if classifier is None and not DEMO_PATH.is_dir():
+        raise InputError(f"the demo attribute classifier is not installed (expected {DEMO_PATH}); "
+                         "train it with `atelier finetune demo-model` or pass --classifier")
+    if not backbones:
+        raise InputError("give at least one backbone, e.g. --backbones mostpop,ease")
+    source = load_shop(shop)
+    if source.demo is None:
+        raise InputError("personalization needs a demo shop (users with known tastes), e.g. --shop demo")
+    truth, catalog = source.demo, source.catalog
+    users = heldout_users([u for u in source.history if u in truth.users], n_users, seed)
+    fav = {u: truth.true_top_attributes(u, n=1) for u in users}
+
+    rows: dict[str, dict] = {}
+    conditions: dict[str, dict] = {"taste fit alone": {u: taste_condition(source.events(u), catalog) for u in users}}
+    rows["taste fit alone"] = {"fit_seconds": 0.0, "fusion": None}
+    for name in backbones:
+        start = time.time()
+        folder = (recommender_dirs or {}).get(name)
+        backbone = load_backbone(source, folder=folder) if folder else load_backbone(source, name, progress=progress)
+        fusion = backbone.fusion()
+        fit_s = round(time.time() - start, 1)
+        start = time.time()
+        conditions[name] = {u: preference(backbone, source.events(u), catalog=catalog) for u in users}
+        ms = round(1000 * (time.time() - start) / len(users), 1)
+        rows[name] = {"fit_seconds": fit_s, "condition_ms_per_user": ms,
+                      "fusion": {"overall": fusion.overall, "users": fusion.n_users, "targets": fusion.n_targets,
+                                 "log_likelihood": fusion.log_likelihood}}
+
+    def top(cond, kind):
+        return (cond.top_keywords(1, kinds=(kind,)).get(kind) or [None])[0]
+
+    spec = PipelineSpec(model=model, controlnet=None, scorer=None, device=device)
+    spec.check()
+    dev = pick_device(device)
+    parts = assemble(spec)
+    judge = AttributeClassifier.load(classifier, device=str(dev))
+    product = parts.pipeline("product", catalog=catalog, scorer=None)
+    for name, conds in conditions.items():
+        color, pattern, c_right, p_right = [], [], [], []
+        for k, u in enumerate(tqdm(users, desc=name, disable=not progress)):
+            cond = conds[u]
+            c_right.append(top(cond, "color") == fav[u]["color"][0])
+            p_right.append(top(cond, "pattern") == fav[u]["pattern"][0])
+            category = top(cond, "category") or catalog.categories()[0]
+            out = product(cond, category=category, num_candidates=candidates, seed=seed + 1000 * k, steps=steps,
+                          guidance=guidance, personalize=True, batch_size=candidates, progress=False)
+            preds = judge.predict(out.images)
+            color += [p["color"] == fav[u]["color"][0] for p in preds]
+            pattern += [p["pattern"] == fav[u]["pattern"][0] for p in preds]
+        rows[name].update({
+            "color_match": round(float(np.mean(color)), 4), "pattern_match": round(float(np.mean(pattern)), 4),
+            "condition_top_color_right": round(float(np.mean(c_right)), 4),
+            "condition_top_pattern_right": round(float(np.mean(p_right)), 4),
+            "shares": {p: round(float(np.mean([conds[u].why["shares"][p] for u in users])), 4)
+                       for p in ("history", "backbone", "prior")} if name != "taste fit alone" else
+                      {"history": 1.0, "backbone": 0.0, "prior": 0.0}})
+    result = {"shop": shop, "model": model, "n_users": len(users), "candidates": candidates,
+              "images_per_row": len(users) * candidates, "steps": steps, "guidance": guidance, "seed": seed,
+              "device": describe(dev), "heldout_rule": f"seeded sample of the last {HELDOUT_USERS} user ids",
+              "judge": "demo attribute classifier (trained on catalog renders only)",
+              "floor": "taste fit alone", "control": "mostpop" if "mostpop" in backbones else None,
+              "rows": rows}
+    if "mostpop" in conditions and "dreamrec" in conditions:
+        differs = [top(conditions["mostpop"][u], "color") != top(conditions["dreamrec"][u], "color")
+                   or top(conditions["mostpop"][u], "pattern") != top(conditions["dreamrec"][u], "pattern")
+                   for u in users]
+        result["mostpop_vs_dreamrec_top_differs"] = round(float(np.mean(differs)), 4)
+    result["seconds"] = round(time.time() - t0, 1)
+    return result

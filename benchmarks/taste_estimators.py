@@ -6,7 +6,7 @@ On the demo shop every user's taste is known. Compared, per user, from the time-
     recency weighting, chosen on the first 1,000 users; the last 200, the held-out block of
     `atelier eval personalization`, are only reported);
   - condition: what generation receives, `PreferenceCondition.attributes` from the shipped EASE
-    (history_taste "count" as before, and "choice", the default).
+    (the EASE condition of `recommenders.preference`).
 
     python benchmarks/taste_estimators.py --json benchmarks/results/taste_estimators.json
 """
@@ -79,24 +79,19 @@ def main() -> None:
     result["choice_chosen_on_tune_users"] = best
     result["choice_shipped"] = TASTE_FIT
 
-    import recommenders.condition as condition
-    from app.batch.audience import ShopData
-    from app.batch.jobs import AudienceMember
+    from recommenders.preference import load_backbone, load_shop, preference
 
-    data = ShopData("demo", ROOT, "ease")
-    plain = condition.condition_from_scores
-    import app.batch.audience as audience
-
-    for mode in ("count", "choice"):
-        audience.condition_from_scores = lambda *a, _m=mode, **k: plain(*a, history_taste=_m, **k)
-        t0 = time.time()
-        tops = []
-        for u in users:
-            c = data.condition(AudienceMember(u, "user", (u,)))
-            tops.append({k: c.top_keywords(1, kinds=(k,))[k][0] for k in KINDS})
-        result[f"condition_ease_{mode}"] = {**score(tops), "ms_per_user": round(1000 * (time.time() - t0) / len(users), 1)}
-        print(f"condition ({mode})", result[f"condition_ease_{mode}"], flush=True)
-    audience.condition_from_scores = plain
+    shop = load_shop("demo")
+    backbone = load_backbone(shop, "ease")
+    backbone.fusion()
+    t0 = time.time()
+    tops = []
+    for u in users:  # the EASE condition of the one preference path (learned fusion)
+        c = preference(backbone, shop.events(u))
+        tops.append({k: c.top_keywords(1, kinds=(k,))[k][0] for k in KINDS})
+    ms = round(1000 * (time.time() - t0) / len(users), 1)
+    result["condition_ease_preference_path"] = {**score(tops), "ms_per_user": ms}
+    print("condition (preference path)", result["condition_ease_preference_path"], flush=True)
     result["command"] = "python benchmarks/taste_estimators.py --json benchmarks/results/taste_estimators.json"
     if args.json:
         write_results_json(args.json, result)

@@ -37,6 +37,11 @@ class Creative:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def why(self) -> dict | None:
+        """Where the creative's condition came from (backbone, top attributes, shares), when it says."""
+        return (self.condition or {}).get("why")
+
     @classmethod
     def from_dict(cls, d: dict) -> "Creative":
         """A record read back (a manifest line): unknown or missing fields and wrong types are InputErrors."""

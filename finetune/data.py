@@ -163,43 +163,26 @@ def image_to_tensor(image: ImageLike, resolution: int):
 
 
 class UserConditions:
-    """A recommender fitted on interaction logs that turns any history into a `PreferenceCondition`.
+    """The shop's shoppers as `PreferenceCondition`s from the one preference path (`recommenders.preference`).
 
-    Its `embedding` (the score-weighted mean of the top items' attribute embeddings, built by
-    `recommenders.condition.condition_from_scores`) is the user vector the reward model and the
-    preference adapter read. Histories can be edited (e.g. an item left out) before scoring.
+    A backbone (any registered recommender, fitted once per process on the shop's train split) +
+    each shopper's time-ordered history -> `preference(...)`. Its `embedding` (attribute-embedding space)
+    is the user vector the reward model and the preference adapter read. Histories can be edited (e.g.
+    an item left out) before the condition is built.
     """
 
-    MODELS = ("ease", "itemknn", "mostpop")
-
     def __init__(self, interactions, catalog, model: str = "ease", k: int = 20):
-        import numpy as np
-        import scipy.sparse as sp
+        from recommenders.preference import load_backbone, shop_from_parts
 
-        from recommenders.base import model_class
-        from recommenders.datasets import attribute_embeddings
-
-        if model not in self.MODELS:
-            raise InputError(f"user embeddings come from one of {', '.join(self.MODELS)}, not {model!r}")
         self.catalog, self.k, self.source = catalog, k, model
         self.item_ids = catalog.item_ids
-        col = np.asarray([catalog.index_of(i) if i in catalog else -1 for i in interactions.item_ids], np.int64)
-        items = col[interactions.item_index]
-        keep = items >= 0
+        self.shop = shop_from_parts(catalog, interactions)
         self.user_ids = list(interactions.user_ids)
-        self._user_row = {u: r for r, u in enumerate(self.user_ids)}
-        rows = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (interactions.user_index[keep], items[keep])),
-                             shape=(len(self.user_ids), len(self.item_ids)))
-        rows.data[:] = 1.0
-        self.rows = rows
-        order = np.lexsort((interactions.timestamp if interactions.timestamp is not None
-                            else np.arange(len(items)), interactions.user_index))
-        self._histories: dict[str, list[str]] = {u: [] for u in self.user_ids}
-        for e in order[keep[order]]:
-            self._histories[self.user_ids[interactions.user_index[e]]].append(self.item_ids[items[e]])
-        self.model = model_class(model)()
-        self.model.fit(_TrainOnly(rows), progress=False)
-        self.item_emb = attribute_embeddings(catalog)
+        self._histories = {u: [i for i in self.shop.history.get(u, []) if i in catalog] for u in self.user_ids}
+        self.backbone = load_backbone(self.shop, model)
+        from recommenders.preference import _attribute_embeddings
+
+        self.item_emb = _attribute_embeddings(catalog, self.item_ids)
 
     @property
     def dim(self) -> int:
@@ -213,17 +196,10 @@ class UserConditions:
 
     def condition(self, user_id: str, history: Sequence[str] | None = None):
         """The user's condition from `history` (default: the full logged history)."""
-        import numpy as np
-
-        from recommenders.condition import condition_from_scores
+        from recommenders.preference import ShopperEvents, preference
 
         history = self.history(user_id) if history is None else list(history)
-        row = np.zeros((1, len(self.item_ids)), np.float32)
-        for i in history:
-            row[0, self.catalog.index_of(i)] = 1.0
-        scores = self.model.score(np.zeros(1, np.int64), history=row)[0]
-        return condition_from_scores(user_id, scores, self.item_ids, source=self.source, item_emb=self.item_emb,
-                                     catalog=self.catalog, history=history, k=self.k)
+        return preference(self.backbone, ShopperEvents(user_id, history), catalog=self.catalog, k=self.k)
 
     def profile(self, user_id: str, history: Sequence[str] | None = None):
         """Mean attribute embedding of the history items: what the user did, not what the model predicts."""
@@ -272,11 +248,3 @@ class UserConditions:
                 cache[u] = self.condition(u).embedding if kind == "condition" else self.profile(u)
             out[r] = cache[u]
         return out
-
-
-class _TrainOnly:
-    """The one attribute (`train`) that history models read from a data split."""
-
-    def __init__(self, train):
-        self.train = train
-        self.valid = train

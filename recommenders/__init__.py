@@ -8,6 +8,6 @@ from core.creative import Creative, Manifest
 from core.errors import InputError
 
 from .catalog import Catalog, Item
-from .condition import PreferenceCondition, condition_from_scores
+from .condition import PreferenceCondition
 
-__all__ = ["Catalog", "Item", "PreferenceCondition", "condition_from_scores", "Creative", "Manifest", "InputError"]
+__all__ = ["Catalog", "Item", "PreferenceCondition", "Creative", "Manifest", "InputError"]

@@ -1,4 +1,6 @@
-"""The small interface every recommender follows: fit, score, preference, save_pretrained/from_pretrained."""
+"""The small interface every recommender follows: fit, score, save_pretrained/from_pretrained.
+
+A shopper's condition for generation comes from `recommenders.preference` (one path for every model)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,11 @@ import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from core.errors import InputError
-
-from .condition import PreferenceCondition, condition_from_scores
 
 # model name -> "module:Class"; imported lazily so `atelier --help` stays fast.
 MODEL_CLASSES: dict[str, str] = {
@@ -121,14 +121,6 @@ class CFRecommender(_Saveable, ABC):
     @abstractmethod
     def score(self, users: np.ndarray, history=None) -> np.ndarray:
         """Scores (len(users), n_items); `history` (csr rows) replaces the stored train rows when given."""
-
-    def preference(self, user: int, *, item_ids: Sequence[str], history_items: Sequence[str] = (),
-                   item_emb: np.ndarray | None = None, catalog=None, k: int = 20) -> PreferenceCondition:
-        """The user's condition for generation, built from this model's scores."""
-        scores = self.score(np.asarray([user]))[0]
-        uid = str(user)
-        return condition_from_scores(uid, scores, item_ids, source=self.name, item_emb=item_emb,
-                                     catalog=catalog, history=history_items, k=k)
 
 
 class SequentialRecommender(_Saveable, ABC):

@@ -3,7 +3,7 @@
 `SeqEncoder` is the transformer over a history that SASRec uses as its model and DreamRec as its
 history encoder; `NextItemModel` holds what the epoch trainer (`recommenders.training`) asks of a
 next-item model beyond its loss (batches, validation HR@K, the run's fingerprint), scoring in
-batches of rows, preference and save/load.
+batches of rows and save/load.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from core.errors import InputError
 
 from .base import SequentialRecommender
 from .checkpoint import fingerprint
-from .condition import PreferenceCondition, condition_from_scores
 from .metrics import ranking_metrics
 from .training import EpochTrained, shuffled_batches
 
@@ -319,17 +318,6 @@ class NextItemModel(EpochTrained, SequentialRecommender):
         row = np.full((1, self.config.max_len), self.config.n_items, np.int64)
         row[0, :len(idx)] = idx
         return row, np.asarray([max(len(idx), 1)])
-
-    def preference(self, history: Sequence, *, user_id: str = "user", item_emb: np.ndarray | None = None,
-                   catalog=None, k: int = 20) -> PreferenceCondition:
-        """The condition for generation from a history: top-k next items, their embedding and attributes."""
-        seq, seq_len = self.history_to_seq(history)
-        scores = self.score(seq, seq_len)[0]
-        ids = self.item_ids or [str(j) for j in range(self.config.n_items)]
-        hist = [ids[j] for j in seq[0, :int(seq_len[0])] if j < self.config.n_items]
-        return condition_from_scores(user_id, scores, ids, source=self.name, item_emb=item_emb,
-                                     catalog=catalog, history=hist, k=k,
-                                     embedding=self.next_item_embedding(seq, seq_len))
 
     def next_item_embedding(self, seq: np.ndarray, seq_len: np.ndarray) -> np.ndarray | None:
         """The model's own next-item vector, if it has one (None: use score-weighted item embeddings)."""

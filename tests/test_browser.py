@@ -139,3 +139,41 @@ def test_studio_and_outfit_in_browser(server, browser, tmp_path):
     wait(driver, "generated pieces", lambda d: count_images(d, "#outfit-pieces") >= 2)
     wait(driver, "retrieved items", lambda d: count_images(d, "#outfit-items-to-buy") >= 2)
     driver.save_screenshot(str(SHOTS / "outfit.png"))
+
+
+def _pick(driver, elem_id: str, text: str) -> None:
+    """Type into a Gradio dropdown and click the option whose text is exactly `text`."""
+    from selenium.webdriver.common.by import By
+
+    box = wait(driver, f"the {elem_id} box", lambda d: next(
+        (e for e in d.find_elements(By.CSS_SELECTOR, f"#{elem_id} input") if e.is_displayed()), False))
+    box.click()
+    box.clear()
+    box.send_keys(text)
+    option = wait(driver, f"the {text} option", lambda d: next(
+        (e for e in d.find_elements(By.CSS_SELECTOR, "[role=option]") if e.is_displayed()
+         and e.text.strip().split(" ")[0] == text), False))
+    option.click()
+
+
+def test_switching_backbone_changes_the_shown_condition(server, browser):
+    """Shopper tab (#15): choosing MostPop instead of EASE changes the "why" line (backbone, top
+    attributes, shares), and typing a shopper id selects that shopper (#18 item 9)."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(server["url"])
+
+    def why(d):
+        return d.find_element(By.ID, "shopper-why").text.strip()
+
+    wait(driver, "the EASE condition line", lambda d: why(d).startswith("ease:") and "% history" in why(d))
+    before = why(driver)
+    _pick(driver, "shopper-user", "u0500")
+    assert "u0500" in driver.find_element(By.CSS_SELECTOR, "#shopper-user input").get_attribute("value")
+    first = wait(driver, "u0500's EASE line", lambda d: why(d) if why(d).startswith("ease:") and why(d) != before
+                 else False)
+    _pick(driver, "shopper-model", "mostpop")
+    second = wait(driver, "the MostPop condition line", lambda d: why(d) if why(d).startswith("mostpop:") else False)
+    assert first != second and "% mostpop" in second
+    driver.save_screenshot(str(SHOTS / "shopper_backbone_switch.png"))

@@ -113,8 +113,10 @@ def test_mostpop_ranks_by_count(data):
 def test_preference_condition(data):
     model = model_class("ease")(l2=10.0)
     model.fit(data, progress=False)
-    cond = model.preference(0, item_ids=data.item_ids, item_emb=data.item_emb, k=5,
-                            history_items=[data.item_ids[j] for j in data.train[0].indices])
+    from recommenders.preference import Backbone, ShopperEvents, preference
+
+    backbone = Backbone.from_model(model, data.item_ids, item_emb=data.item_emb)
+    cond = preference(backbone, ShopperEvents("0", [data.item_ids[j] for j in data.train[0].indices]), k=5)
     assert cond.source == "ease" and len(cond.item_scores) == 5
     assert len(cond.embedding) == data.item_emb.shape[1]
     seen = {data.item_ids[j] for j in data.train[0].indices}

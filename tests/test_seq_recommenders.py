@@ -109,16 +109,18 @@ def test_scores_repeat_with_a_seed_and_differ_across_seeds(fitted, data):
 
 
 def test_preference_carries_the_generated_embedding(fitted):
+    from recommenders.preference import Backbone, ShopperEvents, preference
+
     m = fitted["dreamrec"]
-    cond = m.preference(["i3", "i4", "i5"], user_id="u1", k=5)
+    cond = preference(Backbone.from_model(m), ShopperEvents("u1", ["i3", "i4", "i5"]), k=5)
     assert cond.source == "dreamrec" and cond.user_id == "u1"
     assert len(cond.embedding) == TINY["dreamrec"]["hidden"]
     assert len(cond.item_scores) == 5 and cond.item_scores[0][0] == "i6"  # the chain's next item
     assert cond.reference_items[0] == "i5"
-    with pytest.raises(InputError):
-        m.preference(["nope"])
-    sas = fitted["sasrec"].preference(["i3", "i4", "i5"], k=3, item_emb=np.eye(N_ITEMS))
-    assert sas.item_scores[0][0] == "i6" and len(sas.embedding) == N_ITEMS
+    skipped = preference(Backbone.from_model(m), ShopperEvents("u1", ["nope", "i3", "i4", "i5"]), k=5)
+    assert skipped.item_scores == cond.item_scores  # ids the model does not know are skipped
+    sas = preference(Backbone.from_model(fitted["sasrec"]), ShopperEvents("user", ["i3", "i4", "i5"]), k=3)
+    assert sas.item_scores[0][0] == "i6"
 
 
 @pytest.mark.parametrize("overrides", [dict(prediction_type="epsilon", beta_schedule="cosine"),

@@ -6,7 +6,6 @@ import pytest
 
 from core.errors import InputError
 from recommenders.catalog import Catalog, Item
-from recommenders.condition import condition_from_scores
 from recommenders.taste import attribute_table, fit_attribute_taste
 
 COLORS = ["blue", "green", "red"]
@@ -60,14 +59,11 @@ def test_separates_taste_from_what_the_catalog_has_left():
     assert counted.count("red") == 0
     assert sum(e.top("color") == "red" for e in estimates) >= 18
 
-    # the condition reads its attributes from the choice model by default, from counts on request
-    ids = catalog.item_ids
-    scores = np.zeros(len(ids))
-    choice = condition_from_scores("u", scores, ids, source="t", catalog=catalog, history=histories[0])
-    count = condition_from_scores("u", scores, ids, source="t", catalog=catalog, history=histories[0],
-                                  history_taste="count")
+    # the taste-fit floor of the preference path reads its attributes from the choice model
+    from recommenders.preference import ShopperEvents, taste_condition
+
+    choice = taste_condition(ShopperEvents("u", histories[0]), catalog)
     assert choice.top_keywords(1, kinds=("color",))["color"] == ["red"]
-    assert count.top_keywords(1, kinds=("color",))["color"] != ["red"]
 
 
 def test_recency_follows_a_drifting_taste():

@@ -2,71 +2,60 @@
 
 Users come from the shop's interaction log. A segment is listed users, users whose estimated favourite
 values (`recommenders.taste`) are the given ones (`where: {color: navy}`), or a segment the demo shop defines.
-A segment gets one condition: the recommender's scores averaged over its members, so one set of
-creatives speaks to the whole group (what a marketer sends to a segment).
+A segment gets one condition: its members' conditions from `recommenders.preference` averaged, so one
+set of creatives speaks to the whole group (what a marketer sends to a segment).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from core.errors import InputError
 from recommenders.catalog import Catalog
-from recommenders.condition import PreferenceCondition, condition_from_scores
+from recommenders.condition import PreferenceCondition
 
 from .campaign import Campaign, SegmentSpec
 from .jobs import AudienceMember
 
 
 class ShopData:
-    """Catalog, interactions, a fitted recommender and (for a demo shop) the shoppers' segments."""
+    """A shop (`recommenders.preference.ShopSource`), its backbone and (for a demo shop) the shoppers' segments.
 
-    def __init__(self, spec: str, base_dir: Path, recommender: str):
+    `recommender` is a registry name fitted on the shop's train split (every CF and sequential model);
+    `recommender_dir` a folder written by `atelier rec train` (relative to `base_dir`), which wins.
+    """
+
+    def __init__(self, spec: str, base_dir: Path, recommender: str = "ease", recommender_dir: str | Path | None = None,
+                 progress: bool = False):
         from recommenders.base import model_class
-        from recommenders.datasets import load_cf
+        from recommenders.preference import load_backbone, load_shop
 
-        self.shop = None
+        self.source = load_shop(spec, base_dir)
+        self.shop = self.source.demo
+        self.catalog: Catalog = self.source.catalog
+        self.history: dict[str, list[str]] = self.source.history
         self._favourite_cache: dict[str, dict[str, str]] | None = None
-        if spec == "demo":
-            from recommenders.shop import DemoShop
-
-            self.shop = DemoShop.load()
-            self.catalog: Catalog = self.shop.catalog
-            interactions = self.shop.interactions
-            data_spec: str | Path = "demo"
+        self._backbone = None
+        if recommender_dir is not None:
+            folder = Path(recommender_dir)
+            folder = folder if folder.is_absolute() else Path(base_dir) / folder
+            self._load = lambda: load_backbone(self.source, folder=folder)
+            self._backbone = self._load()  # a bad folder fails now, before anything renders
         else:
-            folder = Path(spec) if Path(spec).is_absolute() else base_dir / spec
-            if not folder.is_dir():
-                raise InputError("shop folder not found (give 'demo' or a folder with catalog + interactions.csv)", folder)
-            if (folder / "shop.json").is_file():
-                from recommenders.shop import DemoShop
+            model_class(recommender)  # an unknown name fails now; fitting waits for the first condition
+            self._load = lambda: load_backbone(self.source, recommender, progress=progress)
 
-                self.shop = DemoShop.load(folder)
-                self.catalog, interactions = self.shop.catalog, self.shop.interactions
-            else:
-                from recommenders.interactions import load_interactions_csv
+    @property
+    def backbone(self):
+        """The backbone (fitted or loaded once per process, at first use)."""
+        if self._backbone is None:
+            self._backbone = self._load()
+        return self._backbone
 
-                cat_file = next((folder / n for n in ("catalog.jsonl", "catalog.csv") if (folder / n).is_file()), None)
-                if cat_file is None:
-                    raise InputError("no catalog.jsonl or catalog.csv in the shop folder", folder)
-                self.catalog = Catalog.load(cat_file)
-                interactions = load_interactions_csv(folder / "interactions.csv", catalog=self.catalog)
-            data_spec = folder
-        self.history: dict[str, list[str]] = {}
-        seqs = interactions.user_sequences()
-        for u, uid in enumerate(interactions.user_ids):
-            self.history[uid] = [interactions.item_ids[i] for i in seqs[u]]
-        self.data = load_cf(data_spec)
-        self.model_name = recommender
-        klass = model_class(recommender)
-        from recommenders.base import CFRecommender
-
-        if not issubclass(klass, CFRecommender):
-            raise InputError(f"campaigns need a collaborative-filtering recommender (e.g. ease, diffrec), "
-                             f"not the sequential {recommender!r}")
-        self.model = _fitted(klass, recommender, self.data, demo=spec == "demo")
+    @property
+    def model_name(self) -> str:
+        return self.backbone.label
 
     # --- audience ----------------------------------------------------------------------------
     def members(self, campaign: Campaign) -> list[AudienceMember]:
@@ -141,30 +130,9 @@ class ShopData:
 
     # --- conditions --------------------------------------------------------------------------
     def condition(self, member: AudienceMember, k: int = 20) -> PreferenceCondition:
-        """The member's condition (for a segment: from the mean of its members' scores)."""
-        import scipy.sparse as sp
+        """The member's condition from the one preference path (a segment: its members' fused conditions
+        averaged, `recommenders.preference.group_preference`)."""
+        from recommenders.preference import group_preference
 
-        index = {iid: j for j, iid in enumerate(self.data.item_ids)}
-        rows = []
-        for uid in member.user_ids:
-            cols = sorted({index[i] for i in self.history[uid] if i in index})
-            rows.append(sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), np.int64), cols)),
-                                      shape=(1, len(self.data.item_ids))))
-        hist = sp.vstack(rows).tocsr()
-        scores = np.asarray(self.model.score(np.zeros(len(rows), np.int64), history=hist), dtype=np.float64)
-        history = self.history[member.user_ids[0]] if member.kind == "user" else ()
-        return condition_from_scores(member.key, scores.mean(axis=0), self.data.item_ids, source=self.model_name,
-                                     item_emb=self.data.item_emb, catalog=self.catalog, history=history, k=k)
-
-
-def _fitted(klass: type, name: str, data, *, demo: bool):
-    """The shipped fitted model for the demo shop when there is one, else fitted now (seed 0)."""
-    if demo:
-        import assets
-
-        shipped = Path(assets.__file__).parent / "models" / "recommenders" / name
-        if (shipped / "config.json").is_file():
-            return klass.load(shipped)
-    model = klass()
-    model.fit(data, seed=0, progress=False)
-    return model
+        events = [self.source.events(u) for u in member.user_ids]
+        return group_preference(self.backbone, events, key=member.key, catalog=self.catalog, k=k)

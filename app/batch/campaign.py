@@ -185,7 +185,8 @@ class ModelSpec(_Strict):
     lora: str | None = None
     lora_scale: float = Field(1.0, ge=limits.LORA_SCALE.low, le=limits.LORA_SCALE.high)
     adapter: str | None = None  # a preference-adapter folder (`atelier finetune adapter`): preference tokens
-    recommender: str = "ease"
+    recommender: str = "ease"  # any registered backbone, CF or sequential (fitted on the shop)
+    recommender_dir: str | None = Field(None, min_length=1)  # a `rec train` folder (relative to the YAML) instead
     steps: int = Field(20, ge=limits.STEPS.low, le=limits.STEPS.high)
     guidance: float = Field(5.0, ge=limits.GUIDANCE.low, le=limits.GUIDANCE.high)
     negative_prompt: str = Field("", max_length=limits.NEGATIVE_PROMPT_CHARS)

@@ -32,7 +32,8 @@ class CampaignRenderer:
         # CPU results depend on the thread count (reduction order), so every process sets it
         # deliberately (ATELIER_THREADS, default 1) and records it: same device + same threads = same bytes.
         self.threads = set_threads()
-        self.data = ShopData(campaign.shop, self.dir, campaign.model.recommender)
+        self.data = ShopData(campaign.shop, self.dir, campaign.model.recommender,
+                             recommender_dir=campaign.model.recommender_dir)
         self._check_products()
         self._conditions: dict[str, Any] = {}
 

@@ -34,7 +34,8 @@ def batch(
         from app.batch.jobs import expand_jobs
 
         spec = load_campaign(campaign)
-        data = ShopData(spec.shop, campaign.parent, spec.model.recommender)
+        data = ShopData(spec.shop, campaign.parent, spec.model.recommender,
+                        recommender_dir=spec.model.recommender_dir)
         jobs = expand_jobs(spec, data.members(spec))
         result = {
             "campaign": spec.name,

@@ -23,7 +23,11 @@ def personalization(
     guidance: Annotated[float, options.guidance()] = 7.5,
     seed: Annotated[int, options.seed("Seed for users, pairings and images.")] = 0,
     shop: Annotated[str, typer.Option("--shop", help="'demo' or a demo-shop folder (known tastes needed).")] = "demo",
-    recommender: Annotated[str, typer.Option("--recommender", help="Recommender making the conditions.")] = "ease",
+    recommender: Annotated[str, typer.Option("--recommender", help="Backbone making the conditions (any registered "
+                                             "recommender).")] = "ease",
+    backbones: Annotated[Optional[str], typer.Option("--backbones", help="Comma-separated backbones to compare "
+                                                     "(e.g. mostpop,ease,diffrec,sasrec,dreamrec): one row each, "
+                                                     "plus the taste fit alone as the floor.")] = None,
     model: Annotated[str, typer.Option("--model", help="Base model ('demo' or a diffusers folder).")] = "demo",
     adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Preference adapter folder to add tokens.")] = None,
     outfits: Annotated[bool, typer.Option("--outfits/--no-outfits", help="Also evaluate outfit retrieval.")] = True,
@@ -34,8 +38,36 @@ def personalization(
     json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.", callback=options.out_file)] = None,
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
-    from app.evaluation import evaluate_personalization
+    from app.evaluation import evaluate_backbones, evaluate_personalization
     from core.io import portable, write_results_json
+
+    if backbones is not None:
+        from recommenders.base import model_class
+
+        names = [b.strip().lower() for b in backbones.split(",") if b.strip()]
+        for name in names:
+            model_class(name)  # unknown names fail before anything loads
+        result = evaluate_backbones(backbones=names, shop=shop, model=model, n_users=users, candidates=candidates,
+                                    steps=steps, guidance=guidance, seed=seed, device=device, progress=not as_json,
+                                    classifier=classifier)
+        if json_out is not None:
+            write_results_json(json_out, result)
+        if as_json:
+            typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
+            return
+        typer.echo(f"{result['n_users']} held-out users, {result['candidates']} images each per row, "
+                   f"{result['device']}, {result['seconds']} s")
+        typer.echo(f"{'backbone':<16} {'color':>6} {'pattern':>8} {'cond color':>11} {'cond pattern':>13} "
+                   f"{'history':>8} {'backbone':>9} {'prior':>6}")
+        for name, r in result["rows"].items():
+            sh = r["shares"]
+            typer.echo(f"{name:<16} {r['color_match']:>6.3f} {r['pattern_match']:>8.3f} "
+                       f"{r['condition_top_color_right']:>11.3f} {r['condition_top_pattern_right']:>13.3f} "
+                       f"{sh['history']:>8.2f} {sh['backbone']:>9.2f} {sh['prior']:>6.2f}")
+        if "mostpop_vs_dreamrec_top_differs" in result:
+            typer.echo(f"users whose top color or pattern differs between mostpop and dreamrec: "
+                       f"{result['mostpop_vs_dreamrec_top_differs']}")
+        return
 
     result = evaluate_personalization(shop=shop, recommender=recommender, model=model, adapter=adapter,
                                       n_users=users, candidates=candidates, steps=steps, guidance=guidance,

@@ -26,7 +26,11 @@ app = typer.Typer(help="Generate personalized product images, backgrounds, banne
 User = Annotated[Optional[str], typer.Option("--user", help="Shopper id (its condition comes from the recommender).")]
 ConditionFile = Annotated[Optional[Path], typer.Option("--condition", help="A PreferenceCondition JSON file instead of --user.")]
 Shop = Annotated[str, typer.Option("--shop", help="'demo' or a shop folder (catalog + interactions.csv).")]
-Recommender = Annotated[str, typer.Option("--recommender", help="Recommender that makes the condition (ease, diffrec, ...).")]
+Recommender = Annotated[str, typer.Option("--recommender", help="Backbone that makes the condition: any registered "
+                                          "recommender (mostpop, itemknn, ease, multivae, diffrec, ldiffrec, "
+                                          "seq-mostpop, sasrec, gru4rec, dreamrec), fitted on the shop.")]
+RecommenderDir = Annotated[Optional[Path], typer.Option("--recommender-dir", help="A folder written by `atelier rec "
+                                                        "train` (instead of fitting --recommender).")]
 Model = Annotated[str, typer.Option("--model", help="Base model: 'demo', a diffusers folder, or a hub id (online only).")]
 Lora = Annotated[Optional[Path], typer.Option("--lora", help="LoRA weights to load into the base model.")]
 LoraScale = Annotated[float, options.lora_scale()]
@@ -60,7 +64,8 @@ class Request:
         return self.parts.pipeline(kind, catalog=self.catalog)
 
 
-def prepare(spec, *, user, condition_file, shop, recommender, image: Optional[Path] = None,
+def prepare(spec, *, user, condition_file, shop, recommender, recommender_dir: Optional[Path] = None,
+            image: Optional[Path] = None,
             mask: Optional[Path] = None, need_alpha: bool = True, category: Optional[str] = None,
             items: tuple = ()) -> Request:
     """Check every file first (weights, model folder, product pictures, the condition file), then load
@@ -80,7 +85,7 @@ def prepare(spec, *, user, condition_file, shop, recommender, image: Optional[Pa
         raise InputError("give exactly one of --user or --condition")
     condition = read_condition(condition_file) if condition_file is not None else None
     set_threads()
-    data = load_shop_data(shop, recommender)
+    data = load_shop_data(shop, recommender, recommender_dir=recommender_dir)
     if category is not None and category not in data.catalog.categories():
         raise InputError(f"unknown category {category!r} (the catalog has {', '.join(data.catalog.categories())})")
     for item in items:
@@ -142,7 +147,8 @@ def product(
     reference: Annotated[Optional[str], typer.Option("--reference", help="none, history or product (img2img source).")] = None,
     strength: Annotated[float, typer.Option("--strength", help="img2img strength (0..1].")] = 0.7,
     plain: Annotated[bool, typer.Option("--plain", help="Non-personalized prompt (a baseline).")] = False,
-    shop: Shop = "demo", recommender: Recommender = "ease", model: Model = "demo", lora: Lora = None,
+    shop: Shop = "demo", recommender: Recommender = "ease", recommender_dir: RecommenderDir = None,
+    model: Model = "demo", lora: Lora = None,
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, ip_adapter: IPAdapter = None, reward: Reward = None,
     device: Device = None,
     dtype: Dtype = None, seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 4,
@@ -157,7 +163,8 @@ def product(
         raise InputError(f"--strength must be in (0, 1], got {strength}")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter,
                          reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, category=category,
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
+                  recommender_dir=recommender_dir, category=category,
                   items=(item,))
     output = req.pipeline("product")(
         req.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
@@ -174,7 +181,8 @@ def background(
     mode: Annotated[Optional[str], typer.Option("--mode", help="controlnet (edges) or inpaint.")] = None,
     controlnet: Annotated[Optional[str], typer.Option("--controlnet", help="ControlNet: 'demo-controlnet' or a folder.")] = None,
     padding: Annotated[float, typer.Option("--padding", help="Scene around the product, as a share of its size.")] = 0.25,
-    shop: Shop = "demo", recommender: Recommender = "ease", model: Model = "demo", lora: Lora = None,
+    shop: Shop = "demo", recommender: Recommender = "ease", recommender_dir: RecommenderDir = None,
+    model: Model = "demo", lora: Lora = None,
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 2,
@@ -190,7 +198,8 @@ def background(
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
                          controlnet=controlnet or (AUTO if mode != "inpaint" else None))
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
+                  recommender_dir=recommender_dir, image=image,
                   mask=mask, items=(item,))
     output = req.pipeline("background")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None,
@@ -207,7 +216,8 @@ def banner(
     headline: Annotated[Optional[str], typer.Option("--headline", help="Headline text (default: from the product/taste).")] = None,
     cta: Annotated[str, typer.Option("--cta", help="Call-to-action button text.")] = "Shop now",
     size: Annotated[Optional[list[str]], typer.Option("--size", help="WIDTHxHEIGHT; repeat for several (default: 300x250, 728x90, 1200x628, 1080x1080).")] = None,
-    shop: Shop = "demo", recommender: Recommender = "ease", model: Model = "demo", lora: Lora = None,
+    shop: Shop = "demo", recommender: Recommender = "ease", recommender_dir: RecommenderDir = None,
+    model: Model = "demo", lora: Lora = None,
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
@@ -225,7 +235,8 @@ def banner(
     sizes = [parse_size(s, what="--size") for s in size] if size else list(BANNER_SIZES)
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, image=image,
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
+                  recommender_dir=recommender_dir, image=image,
                   need_alpha=False, items=(item,))
     output = req.pipeline("banner")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
@@ -239,7 +250,8 @@ def outfit(
     items: Annotated[str, typer.Option("--items", help="Comma-separated catalog ids already in the outfit.")] = "",
     categories: Annotated[Optional[str], typer.Option("--categories", help="Comma-separated categories to generate (default: what completes the outfit).")] = None,
     reference: Annotated[str, typer.Option("--reference", help="none or history (img2img from a history item).")] = "none",
-    shop: Shop = "demo", recommender: Recommender = "ease", model: Model = "demo", lora: Lora = None,
+    shop: Shop = "demo", recommender: Recommender = "ease", recommender_dir: RecommenderDir = None,
+    model: Model = "demo", lora: Lora = None,
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
@@ -257,7 +269,8 @@ def outfit(
     _choice(reference, ("none", "history"), "--reference")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
-    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender, items=tuple(present))
+    req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
+                  recommender_dir=recommender_dir, items=tuple(present))
     output = req.pipeline("outfit")(
         req.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)

@@ -20,11 +20,27 @@ MAX_UPLOAD_BYTES = 2_000_000  # a "small interaction history": refuse anything b
 N_SHOWN_HISTORY = 12
 
 
-def demo_users(ws: Workspace, n: int = 40) -> list[tuple[str, str]]:
-    """(label, user id) of the first `n` demo shoppers, labelled with their segment."""
+def demo_users(ws: Workspace, n: int | None = None) -> list[tuple[str, str]]:
+    """(label, user id) of the demo shoppers (all by default), labelled with their segment; the dropdown
+    filters on what is typed, so "u0500" finds u0500."""
     shop = ws.shop()
     ids = sorted(shop.users)[:n]
     return [(f"{u} ({shop.segment_of(u)})", u) for u in ids]
+
+
+def pick_user(ws: Workspace, typed: str | None) -> str | None:
+    """The shopper id a dropdown value or typed text names: an exact id, a label "u0500 (segment)", or
+    a unique id prefix; None for empty text. Unknown text is an InputError naming what was typed."""
+    if typed is None or not str(typed).strip():
+        return None
+    text = str(typed).strip().split(" ")[0]
+    users = ws.shop().users
+    if text in users:
+        return text
+    matches = sorted(u for u in users if u.startswith(text))
+    if len(matches) == 1:
+        return matches[0]
+    raise InputError(f"no shopper {text!r}" + (f" ({len(matches)} ids start with it)" if matches else ""))
 
 
 def user_history(ws: Workspace, user_id: str) -> list[str]:
@@ -49,22 +65,13 @@ def history_from_csv(ws: Workspace, path: str | Path) -> list[str]:
 
 
 def recommend(ws: Workspace, model: str, history: list[str], *, user_id: str = "upload", k: int = 12):
-    """The model's PreferenceCondition for a shopper given their history (seen items excluded)."""
-    import scipy.sparse as sp
-
-    from recommenders.condition import condition_from_scores
+    """The backbone's PreferenceCondition for a shopper given their history (the one preference path)."""
+    from recommenders.preference import ShopperEvents, preference
 
     if not history:
         raise InputError("the shopper has no history to recommend from")
-    data = ws.cf_data()
-    rec = ws.recommender(model)
-    index = {iid: j for j, iid in enumerate(data.item_ids)}
-    cols = sorted({index[i] for i in history if i in index})
-    row = sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), np.int64), cols)),
-                        shape=(1, len(data.item_ids)))
-    scores = rec.score(np.zeros(1, np.int64), history=row)[0]
-    return condition_from_scores(user_id, scores, data.item_ids, source=model, item_emb=data.item_emb,
-                                 catalog=ws.catalog(), history=history, k=k)
+    backbone = ws.recommender(model)
+    return preference(backbone, ShopperEvents(user_id, list(history)), catalog=ws.catalog(), k=k)
 
 
 def item_gallery(ws: Workspace, item_ids: list[str], scores: dict[str, float] | None = None) -> list[tuple]:
@@ -91,12 +98,15 @@ def on_white(image):
 
 
 def condition_summary(condition, truth: dict[str, list[str]] | None = None) -> str:
-    """Markdown lines: the condition's heaviest attributes, and the shopper's true taste when known."""
+    """Markdown lines: why (backbone, top color and pattern, the shares of history / backbone / prior), the
+    condition's heaviest attributes, and the shopper's true taste when known."""
+    from recommenders.preference import why_line
+
     parts = []
     for kind, weights in condition.attributes.items():
         top = list(weights.items())[:2]
         parts.append(f"**{kind}**: " + ", ".join(f"{v} {w:.2f}" for v, w in top))
-    text = f"Preference from `{condition.source}`: " + "; ".join(parts)
+    text = f"**Why:** {why_line(condition)}\n\nPreference from `{condition.source}`: " + "; ".join(parts)
     if truth:
         text += "\n\nTrue taste (demo shop ground truth): " + "; ".join(
             f"**{kind}**: {', '.join(values)}" for kind, values in truth.items())
@@ -145,11 +155,11 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         return
     with gr.Row():
         with gr.Column(scale=1):
-            user = gr.Dropdown(users, value=users[0][1] if users else None, label="Demo shopper",
-                               elem_id="shopper-user")
+            user = gr.Dropdown(users, value=users[0][1] if users else None, label="Demo shopper (type an id)",
+                               elem_id="shopper-user", filterable=True, allow_custom_value=True)
             upload = gr.File(label="…or upload a history CSV (user_id,item_id,timestamp)", file_types=[".csv"])
-            model = gr.Dropdown(models, value=models[0] if models else None, label="Recommender",
-                                elem_id="shopper-model")
+            model = gr.Dropdown(models, value=models[0] if models else None, label="Recommender backbone",
+                                elem_id="shopper-model", filterable=True)
             category = gr.Dropdown(categories, value="any", label="Product category")
             with gr.Row():
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="shopper-seed")
@@ -160,6 +170,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 stop_btn = gr.Button("Cancel", variant="stop", elem_id="shopper-cancel")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="shopper-status")
+            why = gr.Markdown(elem_id="shopper-why")
             history = gr.Gallery(label="History (latest)", columns=6, height=200, elem_id="shopper-history",
                                  object_fit="contain")
             recs = gr.Gallery(label="Recommendations (score)", columns=6, height=200, elem_id="shopper-recs",
@@ -173,9 +184,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     def resolve_history(user_id, upload_path):
         if upload_path:
             return "upload", history_from_csv(ws, upload_path)
-        if not user_id:
+        uid = pick_user(ws, user_id)
+        if not uid:
             raise InputError("pick a demo shopper or upload a history")
-        return user_id, user_history(ws, user_id)
+        return uid, user_history(ws, uid)
 
     def on_recommend(user_id, upload_path, model_name, progress=gr.Progress(track_tqdm=True)):
         try:
@@ -183,9 +195,12 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             progress(0, desc=f"{model_name}: loading or training on the demo shop")
             cond = recommend(ws, model_name, hist, user_id=uid)
         except (InputError, Unavailable) as e:
-            return f"Error: {e}", [], [], None
+            return f"Error: {e}", "", [], [], None
+        from recommenders.preference import why_line
+
         scores = dict(cond.item_scores)
-        return (condition_summary(cond, true_taste(ws, uid)), item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
+        return (condition_summary(cond, true_taste(ws, uid)), why_line(cond),
+                item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
                 item_gallery(ws, [i for i, _ in cond.item_scores[:N_SHOWN_HISTORY]], scores), cond.to_dict())
 
     def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
@@ -217,10 +232,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 creative_gallery(creatives, out_dir), cond, record)
 
     inputs = [user, upload, model]
-    rec_event = recommend_btn.click(on_recommend, inputs, [status, history, recs, condition],
+    rec_event = recommend_btn.click(on_recommend, inputs, [status, why, history, recs, condition],
                                       api_name="shopper_recommend")
     for changed in (user, model, upload):  # a new shopper or model: show their history and recommendations
-        changed.change(on_recommend, inputs, [status, history, recs, condition], api_visibility="private")
+        changed.change(on_recommend, inputs, [status, why, history, recs, condition], api_visibility="private")
     gen_event = generate_btn.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
                                    [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
                                    api_name="shopper_generate")
@@ -228,4 +243,4 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     # `cancel_handler` stops this session's running denoising loop at its next step.
     stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event], queue=False,
                    api_visibility="private")
-    shared["loaders"].append((on_recommend, inputs, [status, history, recs, condition]))
+    shared["loaders"].append((on_recommend, inputs, [status, why, history, recs, condition]))

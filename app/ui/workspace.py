@@ -21,8 +21,11 @@ from core import limits
 from core.errors import InputError
 from core.settings import Count, Steps, settings
 
-# CF models the Shopper tab offers, in the order shown; the first available one is the default.
-SHOPPER_MODELS = ("ease", "mostpop", "itemknn", "multivae", "diffrec")
+# Backbones the Shopper tab offers, in the order shown (CF, then sequential); the first is the default.
+# Trained folders found under UIConfig.recommender_dirs follow as "folder:<path>".
+SHOPPER_MODELS = ("ease", "mostpop", "itemknn", "multivae", "diffrec", "ldiffrec", "seq-mostpop", "sasrec", "gru4rec",
+                  "dreamrec")
+FOLDER_PREFIX = "folder:"
 
 
 class Unavailable(RuntimeError):
@@ -43,6 +46,7 @@ class UIConfig:
     steps: Steps = 20
     max_candidates: Annotated[int, Field(ge=limits.CANDIDATES.low, le=limits.CANDIDATES.high)] = 8
     max_history_rows: Count = 10_000  # uploaded interaction CSVs larger than this are refused
+    recommender_dirs: Path = Path("runs")  # `atelier rec train --out` folders under it are offered as backbones
 
     def __post_init__(self) -> None:
         if self.controlnet == "auto":  # a ControlNet only fits the UNet it was trained with
@@ -117,24 +121,46 @@ class Workspace:
             return load_cf("demo")
         return self.cached("cf:demo", make)
 
+    def source(self):
+        """The shop as `recommenders.preference` reads it (the same object every surface of this process uses)."""
+        from recommenders.preference import load_shop
+
+        self.shop()  # a clear message if the shop is missing
+        return self.cached("source", lambda: load_shop(str(self.config.shop) if self.config.shop else "demo"))
+
     def recommender(self, name: str, progress: bool = False):
-        """A CF model fitted on the demo shop: the shipped one if present, else trained now (once)."""
-        from recommenders.base import model_class
+        """The backbone `name` (a registry name, or "folder:<path>" of a `rec train` folder listed by
+        `available_models`), fitted on the shop or loaded once per process (`recommenders.preference`)."""
+        from recommenders.preference import load_backbone
 
-        klass = model_class(name)  # InputError for unknown names
+        if name.startswith(FOLDER_PREFIX):
+            folder = Path(name[len(FOLDER_PREFIX):])
+            if folder.resolve() not in [p.resolve() for p in self.trained_folders()]:
+                raise InputError(f"{folder} is not a trained recommender folder under {self.config.recommender_dirs}")
+            return load_backbone(self.source(), folder=folder)
+        return load_backbone(self.source(), name, progress=progress)
 
-        def make():
-            shipped = shipped_recommender_dir(name)
-            if shipped is not None:
-                return klass.load(shipped)
-            data = self.cf_data()
-            model = klass()
-            model.fit(data, seed=0, progress=progress)
-            return model
-        return self.cached(f"rec:{name}", make)
+    def trained_folders(self) -> list[Path]:
+        """`rec train` output folders (config.json naming a registered recommender) under recommender_dirs."""
+        from recommenders.base import model_name_of_class
+
+        root = Path(self.config.recommender_dirs)
+        if not root.is_dir():
+            return []
+        out = []
+        for cfg in sorted(list(root.glob("*/config.json")) + list(root.glob("*/*/config.json")))[:50]:
+            try:
+                import json
+
+                name = json.loads(cfg.read_text(encoding="utf-8")).get("_class_name")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(name, str) and model_name_of_class(name) and (cfg.parent / "model.safetensors").is_file():
+                out.append(cfg.parent)
+        return out
 
     def available_models(self) -> list[str]:
-        """Shopper models whose module exists in this build."""
+        """Shopper backbones whose module exists in this build, then the trained folders found."""
         import importlib.util
 
         from recommenders.base import MODEL_CLASSES
@@ -144,7 +170,7 @@ class Workspace:
             module = MODEL_CLASSES.get(name, "").split(":")[0]
             if module and importlib.util.find_spec(module) is not None:
                 out.append(name)
-        return out
+        return out + [f"{FOLDER_PREFIX}{p}" for p in self.trained_folders()]
 
     # --- per-session folders -----------------------------------------------------------------
     def session_dir(self, session: str | None, kind: str) -> Path:
@@ -176,14 +202,6 @@ def _inside(path: str | Path, root: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def shipped_recommender_dir(name: str) -> Path | None:
-    """assets/models/recommenders/<name> when a fitted model ships with the package."""
-    import assets
-
-    folder = Path(assets.__file__).parent / "models" / "recommenders" / name
-    return folder if (folder / "config.json").is_file() else None
 
 
 def session_id(request: Any) -> str:
