@@ -42,6 +42,19 @@ def load_bench_yaml(data_name: str, config_path: str | Path | None = None) -> di
     return read_config(Path(config_path) if config_path else configs / f"{data_name}.yaml")
 
 
+def load_model_configs(data_name: str, config_path: str | Path | None = None) -> dict[str, dict]:
+    """The `models:` of a data set's YAML (or the given file); {} when the data set has none.
+
+    For the shop's preference path, which picks its own fallback; `rec train`/`rec bench` go through
+    `bench_config.resolve` instead (given, tuned or derived, and said).
+    """
+    from .bench_config import CONFIG_DIR as configs
+
+    if config_path is None and not (configs / f"{data_name}.yaml").exists():
+        return {}
+    return load_bench_yaml(data_name, config_path).get("models", {})
+
+
 def make_model(name: str, params: dict | None = None, config_path: str | Path | None = None):
     """A fresh model with its data set's hyperparameters; unknown names/keys raise InputError."""
     from .base import model_class

@@ -36,12 +36,15 @@ def config_path(data_name: str) -> Path:
 def load_bench_config(data_name: str, path: str | Path | None = None) -> dict:
     """Read a bench YAML (models, ks, sampler grid, published figures): `path`, else the data set's own.
 
-    A missing file is an error; runs choose their config through `bench_config.resolve`.
+    A named `path` must exist. Without one, a data set with no YAML of its own reads demo_seq.yaml:
+    kept for the shop's preference path (`recommenders.preference`); `rec train`/`rec bench`/`rec eval`
+    choose through `bench_config.resolve`, which derives a config instead and says so.
     """
     from .bench_config import read_config, rel_path
 
-    path = Path(path) if path is not None else config_path(data_name)
-    cfg = read_config(path)
+    if path is None:
+        path = config_path(data_name) if config_path(data_name).exists() else config_path("demo")
+    cfg = read_config(Path(path))
     cfg["_path"] = rel_path(path)
     return cfg
 
