@@ -70,7 +70,20 @@ def shopper_posterior(store, user_id: str, *, shop: str = "demo", cold: bool = F
     history = [] if cold else _history(demo, user_id)
     base = history_posterior(history, demo.catalog, **TASTE_FIT) if history else population(shop)
     events = store.feedback(user_id=user_id)
-    return base, base.update(event_choices(store, events, demo.catalog)), events
+    # her A/B votes are choices too: the winner over the loser (votes on creatives without attributes are skipped)
+    votes = [{"experiment_id": v.experiment_id, "kind": "choice", "creative_ids": [v.winner_id, v.loser_id]}
+             for v in store.votes_of(user_id)]
+    votes = [v for v in votes if _readable(store, v, demo.catalog)]
+    return base, base.update(event_choices(store, events + votes, demo.catalog)), events + votes
+
+
+def _readable(store, event: dict, catalog) -> bool:
+    try:
+        for c in event["creative_ids"]:
+            creative_attributes(store, event["experiment_id"], c, catalog)
+    except InputError:
+        return False
+    return True
 
 
 def _history(demo, user_id: str) -> list[str]:

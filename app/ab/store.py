@@ -491,6 +491,12 @@ class ABStore:
         return [{"event_id": r[0], "experiment_id": r[1], "user_id": r[2], "kind": r[3],
                  "creative_ids": json.loads(r[4]), "ts": float(r[5])} for r in rows]
 
+    def votes_of(self, user_id: str) -> list[Vote]:
+        """Every pairwise vote one person cast, in any experiment, oldest first."""
+        rows = self._read(lambda tx: tx.all("SELECT vote_id, experiment_id, winner_id, loser_id, user_id, ts FROM votes "
+                                            f"WHERE user_id=? ORDER BY ts, {self.db.order}", (user_id,)))
+        return [Vote(*r) for r in rows]
+
     def creative_record(self, experiment_id: str, creative_id: str) -> dict[str, Any]:
         """One creative's (image_path, prompt, record) as a dict; InputError if unknown."""
         def go(tx: Tx):
