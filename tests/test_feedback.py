@@ -236,7 +236,8 @@ def test_feedback_cli_records_and_shows(tmp_path, capsys):
 def test_load_test_with_feedback_loses_and_doubles_nothing(tmp_path):
     from app.ab.loadtest import run_load_test
 
-    report = run_load_test(tmp_path / "load.sqlite", clients=20, events=500, http=False, retry_share=0.05)
+    report = run_load_test(tmp_path / "load.sqlite", clients=20, events=500, http=False, retry_share=0.05,
+                           feedback=True)
     assert report["expected"]["feedback"] == 20 * 250
     assert report["exact"], report
     assert set(report["lost"].values()) == {0} and set(report["doubled"].values()) == {0}

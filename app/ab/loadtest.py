@@ -114,7 +114,7 @@ def run_load_test(
     http: bool = True,
     retry_share: float = 0.05,
     seed: int = 0,
-    feedback: bool = True,
+    feedback: bool = False,
 ) -> dict[str, Any]:
     """Run the load test on a new database at `db`; returns sent vs stored counts and latency percentiles."""
     db = Path(db)
