@@ -113,21 +113,18 @@ def run_user(post, taste, pool: Pool, policy: str, budget: int, rng: np.random.G
     """The posterior after 0..budget rounds of (pick a pair, she answers, update)."""
     from recommenders.feedback import Choice
 
+    from recommenders.feedback import matched_pairs, pick_pair
+
     x = pool.probe_x if features is None else features
+    pairs = matched_pairs(x, post.vocab) if policy == "elicit" else None
     out = [post]
     for _ in range(budget):
-        a, b = pick_pair_safe(policy, post, x, rng)
+        a, b = pick_pair(policy, post, x, rng, pairs=pairs)
         pick = shopper_choice(taste, pool.judged[a], pool.judged[b], rng)
         win, lose = (a, b) if pick == 0 else (b, a)
         post = post.update([Choice(_soft(x[win], post.vocab), (_soft(x[lose], post.vocab),))])
         out.append(post)
     return out
-
-
-def pick_pair_safe(policy, post, x, rng):
-    from recommenders.feedback import pick_pair
-
-    return pick_pair(policy, post, x, rng)
 
 
 def _soft(row: np.ndarray, vocab: dict[str, list[str]]) -> dict[str, dict[str, float]]:
@@ -150,7 +147,8 @@ def bootstrap(hits: np.ndarray, rng: np.random.Generator, n: int = 1000) -> tupl
 def evaluate_feedback(*, n_users: int = 200, choices: int = 20, policies: Sequence[str] = ("elicit", "random", "exploit"),
                       starts: Sequence[str] = ("warm", "cold"), seed: int = 0, image_users: int = 0,
                       image_budgets: Sequence[int] = (0, 4, 8, 12, 20), steps: int = 20, perfect_perception: bool = True,
-                      probes: str = "catalog", progress: bool = True) -> dict:
+                      probes: str = "catalog", image_policies: Sequence[str] = ("elicit",),
+                      progress: bool = True) -> dict:
     """Run the simulation (and optionally the image rows); a JSON-ready dict."""
     from tqdm.auto import tqdm
 
@@ -226,7 +224,8 @@ def evaluate_feedback(*, n_users: int = 200, choices: int = 20, policies: Sequen
     }
     result["targets"] = _targets(curves, choices)
     if image_users:
-        result["images"] = _image_rows(shop, catalog, judge, users[:image_users], traces, variants, image_budgets,
+        wanted = [v for v in variants if v[2] == "probes" and v[1] in image_policies]
+        result["images"] = _image_rows(shop, catalog, judge, users[:image_users], traces, wanted, image_budgets,
                                        choices, steps, seed, truth, rng_boot, progress)
     result["seconds"] = round(time.time() - t0, 1)
     return result
@@ -267,16 +266,13 @@ def _image_rows(shop, catalog, judge, users, traces, variants, budgets, choices,
     product = assemble(spec).pipeline("product", catalog=catalog, scorer=None)
     budgets = [b for b in budgets if b <= choices]
     rows, t0, n_images = {}, time.time(), 0
-    wanted = [(s, p, r) for s, p, r in variants if r == "probes"]
+    wanted = list(variants)
     bar = tqdm(total=len(wanted) * len(users) * len(budgets), desc="feedback images", disable=not progress)
     for start, policy, reader in wanted:
         name = f"{start}/{policy}"
         hits = {b: {"color": [], "pattern": []} for b in budgets}
         for k, u in enumerate(users):
             for b in budgets:
-                if b == 0 and policy != wanted[0][1]:  # budget 0 is the same condition for every policy
-                    hits[b] = rows[f"{start}/{wanted[0][1]}"]["_raw"][b]
-                    continue
                 cond = traces[(start, policy, reader, u)][b].condition(u)
                 category = cond.top_keywords(1, kinds=("category",))["category"][0]
                 out = product(cond, category=category, num_candidates=1, seed=seed + 1000 * k, steps=steps,

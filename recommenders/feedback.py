@@ -279,9 +279,38 @@ def pair_information(pairs: np.ndarray, pool_x: np.ndarray, samples: np.ndarray,
     return info.sum(1)
 
 
+def matched_pairs(pool_x: np.ndarray, vocab: dict[str, list[str]], kinds=TARGET_KINDS) -> np.ndarray:
+    """(M, 2) pool pairs that read (probe argmax) the same on every kind but one of `kinds`: the answer to
+    such a pair speaks about that kind alone, as a paired comparison should."""
+    reads, o = [], 0
+    for kind, values in vocab.items():
+        reads.append(pool_x[:, o:o + len(values)].argmax(1))
+        o += len(values)
+    reads = np.stack(reads, 1)
+    names = list(vocab)
+    out = []
+    for kind in kinds:
+        if kind not in names:
+            continue
+        k = names.index(kind)
+        others = np.delete(reads, k, axis=1)
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(map(tuple, others)):
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            for a in range(len(members)):
+                for b in range(a + 1, len(members)):
+                    if reads[members[a], k] != reads[members[b], k]:
+                        out.append((members[a], members[b]))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
 def pick_pair(policy: str, post: TastePosterior, pool_x: np.ndarray, rng: np.random.Generator, *,
-              n_samples: int = 64, n_candidates: int = 24) -> tuple[int, int]:
-    """Indices into the pool (rows of `pool_x`, probe-read features) of the next pair to show."""
+              n_samples: int = 64, n_candidates: int = 24, pairs: np.ndarray | None = None) -> tuple[int, int]:
+    """Indices into the pool (rows of `pool_x`, probe-read features) of the next pair to show.
+
+    `pairs` (elicit only): extra candidate pairs, e.g. `matched_pairs(pool_x, vocab)`, scored beside
+    the pairs among the Thompson candidates."""
     n = len(pool_x)
     if n < 2:
         raise InputError("elicitation needs a pool of at least two creatives")
@@ -298,7 +327,9 @@ def pick_pair(policy: str, post: TastePosterior, pool_x: np.ndarray, rng: np.ran
     extra = rng.choice(n, size=min(n, max(0, n_candidates - len(best))), replace=False)
     cand = np.unique(np.concatenate([best, extra]))
     ii, jj = np.triu_indices(len(cand), 1)
-    pairs = np.stack([cand[ii], cand[jj]], 1)
-    info = pair_information(pairs, pool_x, samples, post.vocab)
-    a, b = pairs[int(np.argmax(info))]
+    cands = np.stack([cand[ii], cand[jj]], 1)
+    if pairs is not None and len(pairs):
+        cands = np.concatenate([cands, np.asarray(pairs, np.int64)])
+    info = pair_information(cands, pool_x, samples, post.vocab)
+    a, b = cands[int(np.argmax(info))]
     return int(a), int(b)

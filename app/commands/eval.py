@@ -72,6 +72,7 @@ def feedback(
     starts: Annotated[str, typer.Option("--starts", help="Comma-separated: warm (history), cold (population prior).")] = "warm,cold",
     probes: Annotated[str, typer.Option("--probes", help="How Atelier reads creatives: catalog (learned probes) or zero-shot.")] = "catalog",
     image_users: Annotated[int, typer.Option("--image-users", min=0, max=200, help="Users whose new images are generated and judged (0: none).")] = 0,
+    image_policies: Annotated[str, typer.Option("--image-policies", help="Comma-separated policies whose images are generated.")] = "elicit",
     steps: Annotated[int, typer.Option("--steps", min=1, max=100, help="Denoising steps of the image rows.")] = 20,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of users, pairs and answers.")] = 0,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the curves as a PNG here.", callback=options.out_file)] = None,
@@ -88,7 +89,8 @@ def feedback(
     if not pols or not sts or set(sts) - {"warm", "cold"}:
         raise InputError("--policy needs at least one policy and --starts only warm and/or cold")
     result = evaluate_feedback(n_users=users, choices=choices, policies=pols, starts=sts, probes=probes,
-                               image_users=image_users, steps=steps, seed=seed)
+                               image_users=image_users, steps=steps, seed=seed,
+                               image_policies=[p.strip() for p in image_policies.split(",") if p.strip()])
     if plot is not None:
         plot_curves(result, plot)
         result["plot"] = plot.name
