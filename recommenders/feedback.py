@@ -333,3 +333,12 @@ def pick_pair(policy: str, post: TastePosterior, pool_x: np.ndarray, rng: np.ran
     info = pair_information(cands, pool_x, samples, post.vocab)
     a, b = cands[int(np.argmax(info))]
     return int(a), int(b)
+
+
+def apply_feedback(condition, post: TastePosterior):
+    """The condition with its attribute weights replaced by the feedback-updated taste (other fields kept):
+    the one call the preference path makes once a shopper has answered creatives."""
+    from dataclasses import replace
+
+    attrs = {**condition.attributes, **post.weights()}
+    return replace(condition, attributes=attrs, source=f"{condition.source} + feedback ({len(post.choices)} choices)")

@@ -241,3 +241,14 @@ def test_load_test_with_feedback_loses_and_doubles_nothing(tmp_path):
     assert report["expected"]["feedback"] == 20 * 250
     assert report["exact"], report
     assert set(report["lost"].values()) == {0} and set(report["doubled"].values()) == {0}
+
+
+def test_apply_feedback_replaces_only_the_attribute_weights():
+    from recommenders.condition import PreferenceCondition
+    from recommenders.feedback import apply_feedback
+
+    post = _flat_prior(_catalog()).update([Choice(RED, (BLUE,))])
+    cond = PreferenceCondition("u", item_scores=[("red0", 1.0)], attributes={"style": {"casual": 1.0}}, source="ease")
+    out = apply_feedback(cond, post)
+    assert out.item_scores == cond.item_scores and out.attributes["style"] == {"casual": 1.0}
+    assert out.top_keywords(1)["color"] == ["red"] and "1 choices" in out.source
