@@ -190,6 +190,7 @@ def evaluate_feedback(*, n_users: int = 200, choices: int = 20, policies: Sequen
     bar = tqdm(total=len(variants) * len(users), desc="feedback", disable=not progress)
     for start, policy, reader in variants:
         hits = {k: np.zeros((len(users), choices + 1)) for k in ("color", "pattern")}
+        ctr = np.zeros((len(users), choices + 1))
         for n, u in enumerate(users):
             rng = np.random.default_rng([seed, n, hash_policy(policy)])
             post0 = warm[u] if start == "warm" else cold
@@ -201,11 +202,15 @@ def evaluate_feedback(*, n_users: int = 200, choices: int = 20, policies: Sequen
             for b, post in enumerate(path):
                 for k in hits:
                     hits[k][n, b] = post.top(k)[0] == truth[u][k][0]
+                # her true click probability (oracle_ctr) on the pool creative the updated taste ranks first
+                best = int(np.argmax(pool.probe_x @ post.mean))
+                ctr[n, b] = shop.oracle_ctr(shop.taste(u), pool.judged[best])
             traces[(start, policy, reader, u)] = path
             bar.update()
         name = f"{start}/{policy}" + ("" if reader == "probes" else "/judge-read")
         curves[name] = {k: [dict(zip(("mean", "lo", "hi"), bootstrap(hits[k][:, b], rng_boot)), budget=b)
                             for b in range(choices + 1)] for k in hits}
+        curves[name]["oracle_ctr_of_top_creative"] = [round(float(ctr[:, b].mean()), 4) for b in range(choices + 1)]
     bar.close()
 
     result = {
