@@ -252,3 +252,38 @@ def test_apply_feedback_replaces_only_the_attribute_weights():
     out = apply_feedback(cond, post)
     assert out.item_scores == cond.item_scores and out.attributes["style"] == {"casual": 1.0}
     assert out.top_keywords(1)["color"] == ["red"] and "1 choices" in out.source
+
+
+def test_feedback_on_postgresql_concurrent_and_after_reopen(postgres_db):
+    import threading
+
+    from app.ab.feedback import shopper_posterior
+    from app.ab.store import ABStore
+
+    store = _demo_store(postgres_db, "u1200")
+    errors = []
+
+    def client(k: int) -> None:
+        try:
+            s = ABStore(postgres_db)
+            for e in range(50):
+                ids = ["red", "navy"] if (k + e) % 3 else ["navy", "red"]
+                for _ in range(2 if e % 10 == 0 else 1):  # every 10th sent twice, as a retry
+                    s.record_feedback("fb", "u1200", "choice", ids, event_id=f"{k}-{e}")
+            s.db.close()
+        except BaseException as exc:  # a failed client must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert store.counts()["feedback"] == 400 and len({e["event_id"] for e in store.feedback("u1200")}) == 400
+    _, post, _ = shopper_posterior(store, "u1200")
+    store.db.close()
+    again = ABStore(postgres_db)
+    _, post2, _ = shopper_posterior(again, "u1200")
+    again.db.close()
+    assert np.allclose(post.mean, post2.mean, atol=1e-9) and len(post2.choices) == 400
