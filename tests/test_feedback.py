@@ -287,3 +287,22 @@ def test_feedback_on_postgresql_concurrent_and_after_reopen(postgres_db):
     _, post2, _ = shopper_posterior(again, "u1200")
     again.db.close()
     assert np.allclose(post.mean, post2.mean, atol=1e-9) and len(post2.choices) == 400
+
+
+def test_simulated_shopper_follows_the_shop_logit_and_elicitation_learns():
+    from app.evaluation_feedback import Pool, run_user, shopper_choice
+    from recommenders.shop.tastes import Taste
+
+    catalog = _catalog()
+    _, vocab, _ = attribute_table(catalog)
+    taste = Taste("u", "s", {"category": {"shirt": 1.0}, "color": {"blue": 0.1, "green": 0.1, "red": 0.8},
+                             "pattern": {"dotted": 0.5, "solid": 0.5}}, 0.0)
+    rng = np.random.default_rng(0)
+    picks = [shopper_choice(taste, RED, BLUE, rng) for _ in range(2000)]
+    assert abs(np.mean(np.array(picks) == 0) - 0.8 / 0.9) < 0.03  # P(red) = w_red / (w_red + w_blue)
+    items = [{"category": catalog[i].category, **catalog[i].attributes} for i in catalog.item_ids]
+    x = features(items, vocab)
+    pool = Pool(list(catalog.item_ids), items, x, x, {})
+    path = run_user(_flat_prior(catalog), taste, pool, "elicit", 15, np.random.default_rng(1))
+    assert len(path) == 16 and path[-1].top("color") == ["red"]
+    assert path[-1].weights()["color"]["red"] > path[0].weights()["color"]["red"] + 0.2
