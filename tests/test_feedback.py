@@ -280,7 +280,7 @@ def test_feedback_on_postgresql_concurrent_and_after_reopen(postgres_db):
     for t in threads:
         t.join()
     assert not errors, errors[0]
-    assert store.counts()["feedback"] == 400 and len({e["event_id"] for e in store.feedback("u1200")}) == 400
+    assert store.counts(feedback=True)["feedback"] == 400 and len({e["event_id"] for e in store.feedback("u1200")}) == 400
     _, post, _ = shopper_posterior(store, "u1200")
     store.db.close()
     again = ABStore(postgres_db)

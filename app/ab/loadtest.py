@@ -180,7 +180,7 @@ def run_load_test(
         seconds = run_all(lambda: direct)
     if errors:
         raise errors[0]
-    counts = store.counts()
+    counts = store.counts(feedback=True)
     kinds = ("impression", "click", "vote") + (("feedback",) if feedback else ())
     expected = {k: sum(s[k] for s in sent) for k in kinds}
     stored = {"impression": counts["impressions"], "click": counts["clicks"], "vote": counts["votes"],

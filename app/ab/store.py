@@ -534,9 +534,10 @@ class ABStore:
 
         return [Vote(*r) for r in self._read(go)]
 
-    def counts(self) -> dict[str, int]:
-        """Total rows per event table (what a load test compares with what it sent)."""
-        return self._read(lambda tx: {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in TABLES})
+    def counts(self, feedback: bool = False) -> dict[str, int]:
+        """Total rows per table (what a load test compares with what it sent); the feedback table with `feedback`."""
+        tables = TABLES if feedback else tuple(t for t in TABLES if t != "feedback")
+        return self._read(lambda tx: {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in tables})
 
     def event_ids(self, table: str) -> list[tuple[str, str]]:
         """(experiment_id, event id) of every row of an event table (what a load test audits)."""
