@@ -28,6 +28,7 @@ GROUPS = [
     ("eval", "app", "eval", "Evaluate personalization end to end on the demo shop."),
     ("finetune", "app", "finetune", "Fine-tune: LoRA, DPO, reward model, preference adapter, demo model."),
     ("ab", "app", "ab", "A/B ranking: experiments, Thompson sampling, votes, exports, simulation."),
+    ("feedback", "app", "feedback", "Feedback on creatives: record choices and clicks, show a shopper's updated condition."),
 ]
 COMMANDS = [
     ("demo", "demo", "demo", "Run the main job on the shipped demo shop and write outputs/demo."),

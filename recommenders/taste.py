@@ -69,18 +69,89 @@ def _value(item, kind: str):
 
 def fit_attribute_taste(histories: Sequence[Sequence[str]], catalog, *, item_ids: Sequence[str] | None = None,
                         l2: float = 1.0, recency: float = 0.0, max_iter: int = 100, max_len: int = 500,
-                        chunk: int = 512) -> list[TasteEstimate]:
+                        chunk: int = 512, choices: Sequence[Sequence] | None = None) -> list[TasteEstimate]:
     """Fit the choice model to each time-ordered history (item ids; unknown ids are skipped).
 
     `l2` is the prior precision on theta (per user, per value); `max_len` keeps the latest events.
     `recency` > 0 down-weights old events (event t of n weighs exp(-recency * (n - 1 - t) / n)), for
     tastes that drift.
     Users are fitted independently, `chunk` at a time, with L-BFGS in float64.
+    `choices` (optional, one sequence per history): answers to shown creatives, each with `.chosen`
+    (attributes of the picked option, or None for "nothing") and `.rejected` (the others shown), and
+    an optional `.weight`; they are more choice sets of the same model, over the same vocabulary
+    (`recommenders.feedback`). Without `choices` the fit is exactly the history-only fit.
     """
+    ids, vocab, offsets, sizes, thetas, n_events = fit_attribute_thetas(
+        histories, catalog, item_ids=item_ids, l2=l2, recency=recency, max_iter=max_iter, max_len=max_len,
+        chunk=chunk, choices=choices)
+    out: list[TasteEstimate] = []
+    for theta, n in zip(thetas, n_events):
+        out.append(TasteEstimate(theta_weights(theta, vocab), n))
+    return out
+
+
+def theta_weights(theta, vocab: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Per-kind softmax of one flat parameter vector (kinds in `vocab` order): the taste's weights."""
+    import torch
+
+    theta = torch.as_tensor(np.asarray(theta, dtype=np.float64))
+    weights, o = {}, 0
+    for kind, values in vocab.items():
+        w = torch.softmax(theta[o:o + len(values)], 0).tolist()
+        weights[kind] = {v: float(x) for v, x in zip(values, w)}
+        o += len(values)
+    return weights
+
+
+def option_features(option, vocab: dict[str, list[str]]) -> np.ndarray:
+    """One shown option as a flat feature row: one-hot per kind for {kind: value}, the probabilities for
+    {kind: {value: p}} (an image read by soft probes); None is "nothing": every kind at 1/K (indifferent).
+    Kinds or values outside `vocab` contribute nothing."""
+    row, o = [], 0
+    for kind, values in vocab.items():
+        part = np.zeros(len(values))
+        if option is None:
+            part[:] = 1.0 / len(values)
+        else:
+            v = option.get(kind)
+            if isinstance(v, dict):
+                for name, p in v.items():
+                    if name in values:
+                        part[values.index(name)] = float(p)
+            elif v is not None and str(v) in values:
+                part[values.index(str(v))] = 1.0
+        row.append(part)
+    return np.concatenate(row)
+
+
+def choice_arrays(choices: Sequence, vocab: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, S, P) features (the chosen option first), (C, S) mask of real options, (C,) weights."""
+    n_par = sum(len(v) for v in vocab.values())
+    c = len(choices)
+    s_max = max((1 + len(ch.rejected) for ch in choices), default=1)
+    x = np.zeros((c, s_max, n_par))
+    mask = np.zeros((c, s_max), bool)
+    w = np.zeros(c)
+    for k, ch in enumerate(choices):
+        opts = [ch.chosen, *ch.rejected]
+        for j, opt in enumerate(opts):
+            x[k, j] = option_features(opt, vocab)
+        mask[k, :len(opts)] = True
+        w[k] = float(getattr(ch, "weight", 1.0))
+    return x, mask, w
+
+
+def fit_attribute_thetas(histories: Sequence[Sequence[str]], catalog, *, item_ids: Sequence[str] | None = None,
+                         l2: float = 1.0, recency: float = 0.0, max_iter: int = 100, max_len: int = 500,
+                         chunk: int = 512, choices: Sequence[Sequence] | None = None):
+    """The fit behind `fit_attribute_taste`, returning the raw parameters:
+    (item ids, vocab, offsets, sizes, one flat theta per user (numpy, kinds in vocab order), events per user)."""
     import torch
 
     if l2 <= 0:
         raise InputError(f"l2 must be > 0, got {l2}")
+    if choices is not None and len(choices) != len(histories):
+        raise InputError(f"choices must hold one sequence per history: {len(choices)} for {len(histories)}")
     ids, vocab, codes = attribute_table(catalog, item_ids)
     index = {iid: j for j, iid in enumerate(ids)}
     seqs = []
@@ -99,24 +170,45 @@ def fit_attribute_taste(histories: Sequence[Sequence[str]], catalog, *, item_ids
     n_par = int(sum(sizes))
     cols = np.stack([np.where(codes[k] >= 0, codes[k] + o, n_par) for k, o in zip(vocab, offsets)], axis=1)
     cols_t = torch.as_tensor(cols)
-    out: list[TasteEstimate] = []
+    thetas, n_events = [], []
     for start in range(0, len(seqs), chunk):
         part = seqs[start:start + chunk]
-        theta = _fit_chunk(part, cols_t, n_par, l2, recency, max_iter)
+        extra = None
+        if choices is not None:
+            extra = [list(c) for c in choices[start:start + chunk]]
+            extra = None if not any(extra) else _choice_tensors(extra, vocab)
+        theta = _fit_chunk(part, cols_t, n_par, l2, recency, max_iter, extra)
         for u, seq in enumerate(part):
-            weights = {}
-            for kind, o, size in zip(vocab, offsets, sizes):
-                w = torch.softmax(theta[u, o:o + size], 0).tolist()
-                weights[kind] = {v: float(x) for v, x in zip(vocab[kind], w)}
-            out.append(TasteEstimate(weights, len(seq)))
-    return out
+            thetas.append(theta[u, :n_par].numpy().copy())
+            n_events.append(len(seq) + (len(choices[start + u]) if choices is not None else 0))
+    return ids, vocab, [int(o) for o in offsets], sizes, thetas, n_events
 
 
-def _fit_chunk(seqs: list[list[int]], cols, n_par: int, l2: float, recency: float, max_iter: int):
+def _choice_tensors(per_user: list[list], vocab: dict[str, list[str]]):
+    """Padded (U, C, S, P) features, (U, C, S) option mask and (U, C) weights of each user's choices."""
+    import torch
+
+    n_par = sum(len(v) for v in vocab.values())
+    c_max = max(len(c) for c in per_user)
+    s_max = max((1 + len(ch.rejected) for c in per_user for ch in c), default=1)
+    x = np.zeros((len(per_user), c_max, s_max, n_par))
+    mask = np.zeros((len(per_user), c_max, s_max), bool)
+    w = np.zeros((len(per_user), c_max))
+    for u, c in enumerate(per_user):
+        if c:
+            xu, mu, wu = choice_arrays(c, vocab)
+            x[u, :len(c), :xu.shape[1]] = xu
+            mask[u, :len(c), :mu.shape[1]] = mu
+            w[u, :len(c)] = wu
+    mask[..., 0] = True  # padded choices: one option, weight 0, so they add nothing
+    return torch.as_tensor(x), torch.as_tensor(mask), torch.as_tensor(w)
+
+
+def _fit_chunk(seqs: list[list[int]], cols, n_par: int, l2: float, recency: float, max_iter: int, extra=None):
     import torch
 
     n_users, t_max = len(seqs), max((len(s) for s in seqs), default=0)
-    if t_max == 0:
+    if t_max == 0 and extra is None:
         return torch.zeros(n_users, n_par + 1, dtype=torch.float64)  # last column: the pad, kept at 0
     seq = torch.zeros(n_users, t_max, dtype=torch.long)
     valid = torch.zeros(n_users, t_max, dtype=torch.float64)
@@ -139,6 +231,10 @@ def _fit_chunk(seqs: list[list[int]], cols, n_par: int, l2: float, recency: floa
         before = torch.cumsum(torch.exp(chosen) * valid, 1) - torch.exp(chosen) * valid  # mass already taken
         remaining = (total - before).clamp_min(1e-300)
         ll = ((chosen - torch.log(remaining)) * weight).sum()
+        if extra is not None:  # shown-creative choice sets: log softmax of the chosen (first) option
+            x, mask, w = extra
+            util_c = torch.einsum("ucsp,up->ucs", x, param).masked_fill(~mask, float("-inf"))
+            ll = ll + ((util_c[..., 0] - torch.logsumexp(util_c, -1)) * w).sum()
         return -ll + l2 * (param ** 2).sum()
 
     def closure():

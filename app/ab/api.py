@@ -109,6 +109,34 @@ class VoteResponse(_Model):
     duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
 
 
+class FeedbackRequest(_Model):
+    """A shopper's answer to shown creatives: choice (chosen first, then the others shown), click, like,
+    skip or impression (one creative)."""
+
+    experiment_id: str = Id
+    user_id: str = Id
+    kind: str = Field(..., pattern="^(impression|click|choice|like|skip)$")
+    creative_ids: list[str] = Field(..., min_length=1, max_length=20)
+    event_id: Optional[str] = OptId
+
+
+class FeedbackResponse(_Model):
+    """Id of the recorded feedback event."""
+
+    event_id: str
+    duplicate: bool = Field(False, description="True when this event_id was already recorded: nothing new was stored.")
+
+
+class ConditionResponse(_Model):
+    """A shopper's top attributes before and after her stored feedback (recomputed from the events)."""
+
+    user_id: str
+    start: str
+    events: int
+    choices: int
+    attributes: dict
+
+
 class PairResponse(_Model):
     """Two creatives to show side by side for a vote."""
 
@@ -252,6 +280,28 @@ def make_router(store: ABStore | str | Path) -> APIRouter:
             vote = store.record_vote(req.experiment_id, req.winner_id, req.loser_id, user_id=req.user_id,
                                      event_id=req.event_id)
             return VoteResponse(vote_id=vote, duplicate=vote.duplicate)
+
+        return _guard(go)
+
+    @router.post("/feedback", response_model=FeedbackResponse)
+    def feedback(req: FeedbackRequest) -> FeedbackResponse:
+        """Record a shopper's feedback on creatives (idempotent on event_id)."""
+        def go() -> FeedbackResponse:
+            rec = store.record_feedback(req.experiment_id, req.user_id, req.kind, req.creative_ids,
+                                        event_id=req.event_id)
+            return FeedbackResponse(event_id=rec, duplicate=rec.duplicate)
+
+        return _guard(go)
+
+    @router.get("/feedback/{user_id}/condition", response_model=ConditionResponse)
+    def feedback_condition(user_id: str, top: int = 3) -> ConditionResponse:
+        """The shopper's condition updated by her stored feedback events and votes."""
+        from .feedback import condition_summary, shopper_posterior
+
+        def go() -> ConditionResponse:
+            base, post, events = shopper_posterior(store, user_id)
+            return ConditionResponse(user_id=user_id, start=base.source, events=len(events), choices=len(post.choices),
+                                     attributes=condition_summary(base, post, max(1, min(top, 20))))
 
         return _guard(go)
 

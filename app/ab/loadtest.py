@@ -62,8 +62,14 @@ class _Server:
         self.thread.join(timeout=10)
 
 
-def _client(k: int, n_events: int, retry_share: float, seed: int, send, sent: dict, lat: list) -> None:
-    """One client: impressions, a click on every 4th, a vote every 2nd; some requests sent twice."""
+FEEDBACK_CYCLE = ("choice", "click", "like", "skip", "impression")
+
+
+def _client(k: int, n_events: int, retry_share: float, seed: int, send, sent: dict, lat: list,
+            feedback: bool = False) -> None:
+    """One client: impressions, a click on every 4th, a vote every 2nd; some requests sent twice.
+    With `feedback`, every vote is followed by one feedback event (choice, click, like, skip, impression
+    in turn) of the same shopper."""
     rng = np.random.default_rng([seed, k])
     creatives = [f"c{j}" for j in range(N_CREATIVES)]
     for e in range(n_events):
@@ -88,6 +94,16 @@ def _client(k: int, n_events: int, retry_share: float, seed: int, send, sent: di
                 send("click", click)
                 lat.append(time.perf_counter() - t0)
             sent["click"] += 1
+        if feedback and kind == "vote":
+            fk = FEEDBACK_CYCLE[(e // 2) % len(FEEDBACK_CYCLE)]
+            ids = [creatives[a], creatives[b]] if fk == "choice" else [creatives[a]]
+            fb = {"experiment_id": "load", "user_id": user, "kind": fk, "creative_ids": ids,
+                  "event_id": f"fb-{event_id}"}
+            for attempt in range(2 if rng.random() < retry_share else 1):
+                t0 = time.perf_counter()
+                send("feedback", fb)
+                lat.append(time.perf_counter() - t0)
+            sent["feedback"] += 1
 
 
 def run_load_test(
@@ -98,6 +114,7 @@ def run_load_test(
     http: bool = True,
     retry_share: float = 0.05,
     seed: int = 0,
+    feedback: bool = False,
 ) -> dict[str, Any]:
     """Run the load test on a new database at `db`; returns sent vs stored counts and latency percentiles."""
     db = Path(db)
@@ -117,16 +134,19 @@ def run_load_test(
         if kind == "click":
             return {"click_id": store.record_click(impression_id=payload["impression_id"],
                                                    event_id=payload["event_id"])}
+        if kind == "feedback":
+            return {"event_id": store.record_feedback(payload["experiment_id"], payload["user_id"], payload["kind"],
+                                                      payload["creative_ids"], event_id=payload["event_id"])}
         return {"vote_id": store.record_vote(payload["experiment_id"], payload["winner_id"], payload["loser_id"],
                                              user_id=payload["user_id"], event_id=payload["event_id"])}
 
-    sent = [{"impression": 0, "click": 0, "vote": 0} for _ in range(clients)]
+    sent = [{"impression": 0, "click": 0, "vote": 0, "feedback": 0} for _ in range(clients)]
     lats: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
 
     def worker(k: int, send) -> None:
         try:
-            _client(k, events, retry_share, seed, send, sent[k], lats[k])
+            _client(k, events, retry_share, seed, send, sent[k], lats[k], feedback)
         except BaseException as e:  # reported below; a failed client must fail the test
             errors.append(e)
 
@@ -143,7 +163,7 @@ def run_load_test(
         import httpx
 
         with _Server(store) as base:
-            paths = {"impression": "/choose", "click": "/click", "vote": "/vote"}
+            paths = {"impression": "/choose", "click": "/click", "vote": "/vote", "feedback": "/feedback"}
 
             def make_send():
                 client = httpx.Client(base_url=base, timeout=60.0)
@@ -160,9 +180,12 @@ def run_load_test(
         seconds = run_all(lambda: direct)
     if errors:
         raise errors[0]
-    counts = store.counts()
-    expected = {k: sum(s[k] for s in sent) for k in ("impression", "click", "vote")}
-    stored = {"impression": counts["impressions"], "click": counts["clicks"], "vote": counts["votes"]}
+    counts = store.counts(feedback=True)
+    kinds = ("impression", "click", "vote") + (("feedback",) if feedback else ())
+    expected = {k: sum(s[k] for s in sent) for k in kinds}
+    stored = {"impression": counts["impressions"], "click": counts["clicks"], "vote": counts["votes"],
+              "feedback": counts["feedback"]}
+    stored = {k: stored[k] for k in kinds}
     lat = np.array([x for lst in lats for x in lst]) * 1000.0
     return {
         "transport": "http (uvicorn, 127.0.0.1)" if http else "direct (threads)",

@@ -23,8 +23,9 @@ from core.errors import InputError
 
 from .db import PG_SCHEMA, PostgresDB, SqliteDB, StoreUnavailable, Tx, open_db
 
-SCHEMA_VERSION = 2
-TABLES = ("experiments", "creatives", "impressions", "clicks", "votes")
+SCHEMA_VERSION = 3  # 3: the feedback table (a schema-2 database gains it on open)
+TABLES = ("experiments", "creatives", "impressions", "clicks", "votes", "feedback")
+FEEDBACK_KINDS = ("impression", "click", "choice", "like", "skip")
 META = "atelier_meta"  # (key, value): app = atelier-ab, schema_version
 
 
@@ -77,6 +78,16 @@ def schema(db) -> list[str]:
     ts {real} NOT NULL{seq},
     PRIMARY KEY (experiment_id, vote_id)
 )""",
+        f"""CREATE TABLE IF NOT EXISTS feedback (
+    event_id TEXT NOT NULL,
+    experiment_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    creative_ids TEXT NOT NULL,
+    ts {real} NOT NULL{seq},
+    PRIMARY KEY (experiment_id, event_id)
+)""",
+        "CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user_id)",
         "CREATE INDEX IF NOT EXISTS impressions_arm ON impressions(experiment_id, creative_id)",
         "CREATE INDEX IF NOT EXISTS impressions_id ON impressions(impression_id)",
         "CREATE INDEX IF NOT EXISTS clicks_arm ON clicks(experiment_id, creative_id)",
@@ -432,6 +443,70 @@ class ABStore:
 
         return self._write(go)
 
+    def record_feedback(
+        self,
+        experiment_id: str,
+        user_id: str,
+        kind: str,
+        creative_ids: list[str],
+        *,
+        event_id: str | None = None,
+    ) -> Recorded:
+        """Record a shopper's answer to shown creatives (idempotent on `event_id`, like votes).
+
+        kind: impression / click / like / skip (one creative) or choice (the chosen creative first, then
+        the other one(s) shown). Every creative must be in the experiment."""
+        if kind not in FEEDBACK_KINDS:
+            raise InputError(f"feedback kind must be one of {', '.join(FEEDBACK_KINDS)}, got {kind!r}")
+        if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_ID_CHARS \
+                or any(ord(c) < 32 for c in user_id):
+            raise InputError(f"feedback needs a shopper id: 1..{MAX_ID_CHARS} characters without control characters")
+        ids = [str(c) for c in creative_ids]
+        if kind == "choice" and (len(ids) < 2 or len(set(ids)) != len(ids)):
+            raise InputError("a choice needs the chosen creative and at least one other, all different")
+        if kind != "choice" and len(ids) != 1:
+            raise InputError(f"a {kind} is about exactly one creative, got {len(ids)}")
+        row = {"event_id": _event_id(event_id), "experiment_id": experiment_id, "user_id": user_id, "kind": kind,
+               "creative_ids": json.dumps(ids), "ts": time.time()}
+
+        def go(tx: Tx) -> Recorded:
+            for c in ids:
+                self._require_creative(tx, experiment_id, c)
+            return self._insert_event(tx, "feedback", "event_id", row, ("user_id", "kind", "creative_ids"), "feedback")
+
+        return self._write(go)
+
+    def feedback(self, user_id: str | None = None, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        """Feedback events (of one shopper and/or one experiment), in the order they were stored."""
+        where, args = [], []
+        if user_id is not None:
+            where.append("user_id=?")
+            args.append(user_id)
+        if experiment_id is not None:
+            where.append("experiment_id=?")
+            args.append(experiment_id)
+        sql = ("SELECT event_id, experiment_id, user_id, kind, creative_ids, ts FROM feedback"
+               + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY ts, {self.db.order}")
+        rows = self._read(lambda tx: tx.all(sql, tuple(args)))
+        return [{"event_id": r[0], "experiment_id": r[1], "user_id": r[2], "kind": r[3],
+                 "creative_ids": json.loads(r[4]), "ts": float(r[5])} for r in rows]
+
+    def votes_of(self, user_id: str) -> list[Vote]:
+        """Every pairwise vote one person cast, in any experiment, oldest first."""
+        rows = self._read(lambda tx: tx.all("SELECT vote_id, experiment_id, winner_id, loser_id, user_id, ts FROM votes "
+                                            f"WHERE user_id=? ORDER BY ts, {self.db.order}", (user_id,)))
+        return [Vote(*r) for r in rows]
+
+    def creative_record(self, experiment_id: str, creative_id: str) -> dict[str, Any]:
+        """One creative's (image_path, prompt, record) as a dict; InputError if unknown."""
+        def go(tx: Tx):
+            self._require_creative(tx, experiment_id, creative_id)
+            return tx.one("SELECT image_path, prompt, record FROM creatives WHERE experiment_id=? AND creative_id=?",
+                          (experiment_id, creative_id))
+
+        r = self._read(go)
+        return {"creative_id": creative_id, "image_path": r[0], "prompt": r[1], "record": _json(r[2])}
+
     # --- reads -------------------------------------------------------------------------------
     def arms(self, experiment_id: str) -> list[ArmStats]:
         """Impression and click counts of every creative in an experiment, in insertion order."""
@@ -459,13 +534,14 @@ class ABStore:
 
         return [Vote(*r) for r in self._read(go)]
 
-    def counts(self) -> dict[str, int]:
-        """Total rows per event table (what a load test compares with what it sent)."""
-        return self._read(lambda tx: {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in TABLES})
+    def counts(self, feedback: bool = False) -> dict[str, int]:
+        """Total rows per table (what a load test compares with what it sent); the feedback table with `feedback`."""
+        tables = TABLES if feedback else tuple(t for t in TABLES if t != "feedback")
+        return self._read(lambda tx: {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in tables})
 
     def event_ids(self, table: str) -> list[tuple[str, str]]:
         """(experiment_id, event id) of every row of an event table (what a load test audits)."""
-        key = {"impressions": "impression_id", "clicks": "click_id", "votes": "vote_id"}[table]
+        key = {"impressions": "impression_id", "clicks": "click_id", "votes": "vote_id", "feedback": "event_id"}[table]
         return [tuple(r) for r in self._read(lambda tx: tx.all(f"SELECT experiment_id, {key} FROM {table}"))]
 
 

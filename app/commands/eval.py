@@ -93,3 +93,52 @@ def personalization(
         o = result["outfits"]
         typer.echo(f"outfits: {o['pieces']} pieces, fit {o['fit_share']} (random item {o['fit_share_random_item']}), "
                    f"oracle CTR {o['oracle_ctr_retrieved']} vs {o['oracle_ctr_category_mean']}")
+
+
+# --- `atelier eval feedback` (issue #16) -------------------------------------------------------
+@app.command("feedback")
+def feedback(
+    users: Annotated[int, typer.Option("--users", min=1, max=200, help="Held-out users to simulate.")] = 200,
+    choices: Annotated[int, typer.Option("--choices", min=0, max=100, help="Pairwise choices per user.")] = 20,
+    policy: Annotated[str, typer.Option("--policy", help="Comma-separated: elicit, random, exploit.")] = "elicit,random,exploit",
+    starts: Annotated[str, typer.Option("--starts", help="Comma-separated: warm (history), cold (population prior).")] = "warm,cold",
+    probes: Annotated[str, typer.Option("--probes", help="How Atelier reads creatives: catalog (learned probes) or zero-shot.")] = "catalog",
+    image_users: Annotated[int, typer.Option("--image-users", min=0, max=200, help="Users whose new images are generated and judged (0: none).")] = 0,
+    image_policies: Annotated[str, typer.Option("--image-policies", help="Comma-separated policies whose images are generated.")] = "elicit",
+    steps: Annotated[int, typer.Option("--steps", min=1, max=100, help="Denoising steps of the image rows.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of users, pairs and answers.")] = 0,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the curves as a PNG here.", callback=options.out_file)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the result to this JSON file.", callback=options.out_file)] = None,
+):
+    """Simulated shoppers answer pairwise choices; how often does the updated condition name the favourite?"""
+    from app.evaluation_feedback import evaluate_feedback, plot_curves
+    from core.errors import InputError
+    from core.io import atomic_write_json
+
+    pols = [p.strip() for p in policy.split(",") if p.strip()]
+    sts = [s.strip() for s in starts.split(",") if s.strip()]
+    if not pols or not sts or set(sts) - {"warm", "cold"}:
+        raise InputError("--policy needs at least one policy and --starts only warm and/or cold")
+    result = evaluate_feedback(n_users=users, choices=choices, policies=pols, starts=sts, probes=probes,
+                               image_users=image_users, steps=steps, seed=seed,
+                               image_policies=[p.strip() for p in image_policies.split(",") if p.strip()])
+    if plot is not None:
+        plot_curves(result, plot)
+        result["plot"] = plot.name
+    if json_out is not None:
+        atomic_write_json(json_out, result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    budgets = [b for b in (0, 1, 2, 4, 8, 12, 16, 20) if b <= choices]
+    typer.echo(f"{result['n_users']} held-out users, {choices} choices, reads: {probes} probes; "
+               f"one round (pick + answer + update) {result['round_ms_mean']} ms")
+    for kind in ("color", "pattern"):
+        typer.echo(f"top {kind} == true favourite (share of users) at budgets {budgets}")
+        for name, c in result["curves"].items():
+            typer.echo(f"  {name:<24} " + " ".join(f"{c[kind][b]['mean']:.3f}" for b in budgets))
+    for name, row in result.get("images", {}).get("match", {}).items():
+        typer.echo(f"images {name:<14} " + " ".join(f"{b}:{v['color']['mean']:.2f}/{v['pattern']['mean']:.2f}"
+                                                      for b, v in row.items()) + "  (color/pattern)")
+    typer.echo(f"targets: {json.dumps(result['targets'])}")
