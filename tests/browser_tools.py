@@ -175,3 +175,20 @@ def upload(driver, elem_id: str, path) -> None:
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
+
+
+def fake_run(folder: Path, formats: list[tuple[str, int, int]], user: str = "u0001") -> Path:
+    """A batch-run folder (images + manifest) with one creative per (pipeline, width, height), as the runner
+    writes it; returns the manifest path."""
+    from PIL import Image
+
+    from core.creative import Creative, Manifest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(folder / "manifest.jsonl")
+    for k, (pipeline, w, h) in enumerate(formats):
+        Image.new("RGB", (w, h), (40 * k % 255, 120, 200 - 20 * k)).save(folder / f"c{k}.png")
+        manifest.append(Creative(creative_id=f"{pipeline}-{k:02d}", pipeline=pipeline, base_model="tiny",
+                                 prompt=f"prompt {k}", seed=k, steps=2, guidance=5.0, width=w, height=h,
+                                 image_path=f"c{k}.png", user_id=user))
+    return manifest.path
