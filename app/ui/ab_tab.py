@@ -212,6 +212,19 @@ def export_pairs(ws: Workspace, experiment_id: str, out_dir: Path, source: str =
     return path, stats
 
 
+def shown_error(ws: Workspace, e: InputError) -> str:
+    """An error as the page shows it: no server paths (the A/B database's file is the server's business;
+    a run's manifest is named relative to the output or campaigns folder)."""
+    if e.path is None:
+        return str(e)
+    for root in (ws.config.out_dir, ws.config.campaigns_dir):
+        try:
+            return str(InputError(e.problem, Path(e.path).resolve().relative_to(Path(root).resolve()), e.line))
+        except (ValueError, OSError):
+            continue
+    return e.problem
+
+
 def _open(path: str | None, min_side: int = 256):
     """A creative's image for display (small ones enlarged, pixels kept sharp), or None when its file is gone."""
     from PIL import Image
@@ -276,7 +289,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             p = next_pair(ws, experiment_id)
             rows, ctr_rows, summary = results_tables(ws, experiment_id)
         except InputError as e:
-            return {}, None, None, f"Error: {e}", [], []
+            return {}, None, None, f"Error: {shown_error(ws, e)}", [], []
         return (p, gr.update(value=_open(p["left_image"]), label=f"A: {p['left_name']}"),
                 gr.update(value=_open(p["right_image"]), label=f"B: {p['right_name']}"),
                 (message + "\n\n" + summary).strip(), rows, ctr_rows)
@@ -295,7 +308,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             try:
                 cast_vote(ws, p, choice, voter=voter_id(request))
             except InputError as e:
-                return (p, keep, keep, f"Error: {e}", keep, keep)
+                return (p, keep, keep, f"Error: {shown_error(ws, e)}", keep, keep)
             won, lost = ("left", "right") if choice == "left" else ("right", "left")
             tag = {"left": "A", "right": "B"}
             message = (f"Vote stored: {tag[won]} `{p[won]}` ({p.get(won + '_name', '')}) preferred over "
@@ -321,7 +334,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                     exp_id = create_experiment(ws, name_, segment_ or last.get("segment"), creatives,
                                                base_dir=Path(last["out_dir"]))
             except InputError as e:  # the tables and the pair on screen stay as they were
-                return (keep, f"**Error:** {e}", *([keep] * len(outputs)))
+                return (keep, f"**Error:** {shown_error(ws, e)}", *([keep] * len(outputs)))
             return (gr.update(choices=experiment_choices(ws), value=exp_id), f"Created `{exp_id}`.",
                     *show(exp_id, f"Created `{exp_id}`."))
         return create
@@ -332,7 +345,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         try:
             path, stats = export_pairs(ws, experiment_id, ws.session_dir(session_id(request), "pairs"), source_)
         except InputError as e:
-            return None, f"**Error:** {e}"
+            return None, f"**Error:** {shown_error(ws, e)}"
         return str(path), f"Wrote {stats['written']} pairs ({stats['skipped_no_image']} skipped: no image)."
 
     def on_tick(experiment_id):  # impressions and clicks arrive from the ad server through the API
