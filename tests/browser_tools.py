@@ -164,10 +164,19 @@ def pick(driver, elem_id: str, typed: str, option_text: str) -> None:
     box.send_keys(Keys.ESCAPE)
 
 
-def shot(driver, name: str) -> None:
-    """A screenshot of the page as it is now, as SHOTS/<name>.png."""
+def shot(driver, name: str, element=None, width: int = 900) -> None:
+    """A screenshot of the page (or of one element) as it is now, as SHOTS/<name>.png, scaled to `width` px
+    and palette-quantized so the committed set stays small."""
+    from PIL import Image
+
     SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    path = SHOTS / f"{name}.png"
+    (element.screenshot if element is not None else driver.save_screenshot)(str(path))
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    if im.width > width:
+        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def upload(driver, elem_id: str, path) -> None:

@@ -118,3 +118,36 @@ def test_upload_thumbnail_headline_and_errors_by_the_button(server, browser, tmp
     assert "Headline: Picked for you: red checked trousers" in used, used
     assert "green" not in used.split("Headline:")[1].split("\n")[0]
     shot(d, "studio_upload_thumbnail_headline")
+
+
+def test_one_progress_line_and_cancel_keeps_finished_images(server, browser):
+    """A long run shows one line 'step k/N · p% · ~s left' (one bar, in one place); Cancel keeps what was done."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    open_tab(d, server["url"], STUDIO)
+    pick(d, "studio-item", "red checked trousers", "casual red checked trousers (p0144)")
+    set_value(d, "studio-n-bg", 4)
+    set_value(d, "studio-steps", 150)
+    click(d, d.find_element(By.ID, "studio-generate"))
+    line = re.compile(r"step (\d+)/900 · (\d+)% · ~\d+ s left")
+    seen = wait(d, "the progress line", lambda d: line.search(d.find_element(By.TAG_NAME, "body").text), timeout=300)
+    done, pct = int(seen.group(1)), int(seen.group(2))
+    assert pct == round(100 * done / 900)
+    body = d.find_element(By.TAG_NAME, "body").text
+    assert len(line.findall(body)) == 1 and "steps |" not in body and "it/s" not in body, body[:2000]
+    status = d.find_element(By.ID, "studio-status")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", status)
+    shot(d, "studio_one_progress_line", element=status.find_element(By.XPATH, ".."))
+    hosts = d.execute_script("return [...new Set([...document.querySelectorAll('.progress-level')]"
+                             ".filter(e => e.offsetParent !== null).map(e => (e.closest('[id]') || {}).id))];")
+    assert hosts == ["studio-status"], f"progress bars in {hosts}"
+    wait(d, "a finished background", lambda d: count_images(d, "#studio-backgrounds") >= 1, timeout=300)
+    click(d, d.find_element(By.ID, "studio-cancel"))
+    wait(d, "the cancel summary", lambda d: "Cancelled: kept the" in text_of(d, "studio-status"), timeout=60)
+    kept = int(re.search(r"kept the (\d+) finished", text_of(d, "studio-status")).group(1))
+    assert 1 <= kept < 6
+    wait(d, "the kept images on screen",
+         lambda d: count_images(d, "#studio-backgrounds") + count_images(d, "#studio-banners") == kept, timeout=60)
+    assert ".zip" in d.find_element(By.ID, "studio-zip").text
+    shot(d, "studio_cancel_keeps_finished")
