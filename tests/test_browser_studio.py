@@ -138,7 +138,8 @@ def test_one_progress_line_and_cancel_keeps_finished_images(server, browser):
     assert len(line.findall(body)) == 1 and "steps |" not in body and "it/s" not in body, body[:2000]
     status = d.find_element(By.ID, "studio-status")
     d.execute_script("arguments[0].scrollIntoView({block: 'center'});", status)
-    shot(d, "studio_one_progress_line", element=status.find_element(By.XPATH, ".."))
+    wait(d, "the progress line again", lambda d: line.search(status.text), timeout=60)
+    shot(d, "studio_one_progress_line", element=status)
     hosts = d.execute_script("return [...new Set([...document.querySelectorAll('.progress-level')]"
                              ".filter(e => e.offsetParent !== null).map(e => (e.closest('[id]') || {}).id))];")
     assert hosts == ["studio-status"], f"progress bars in {hosts}"
