@@ -55,8 +55,11 @@ def read_example(path: str | Path | None) -> str:
         return ""
     path = Path(path)
     if path.stat().st_size > limits.MAX_YAML_BYTES:
-        raise InputError(f"the campaign is over {limits.MAX_YAML_BYTES} bytes", path.name)
-    return path.read_text(encoding="utf-8", errors="replace")
+        raise InputError(f"campaign file is larger than {limits.MAX_YAML_BYTES} bytes", path.name)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("campaign file is not UTF-8 text", path.name) from None
 
 
 def campaign_problems(path: Path) -> list[str]:
@@ -234,7 +237,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         try:
             return read_example(path), f"Loaded `{Path(path).name}` into the editor."
         except (InputError, OSError) as e:
-            return gr.update(), f"**Error:** {Path(path).name}: {getattr(e, 'problem', e)}"
+            return gr.update(), f"Error: {Path(path).name}: {getattr(e, 'problem', e)}"
 
     def on_run(text, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         sid = session_id(request)
@@ -245,10 +248,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             with JOBS.job(sid, "batch"):
                 res = run_campaign_text(ws, text, job_dir)
         except InputError as e:  # the editor is the file: its line numbers, never the server's path
-            yield f"**Error:** {InputError(e.problem, None, e.line)}", [], "", None
+            yield f"Error: {InputError(e.problem, 'campaign.yaml' if e.line else None, e.line)}", [], "", None
             return
         except Unavailable as e:
-            yield f"**Error:** {e}", [], "", None
+            yield f"Error: {e}", [], "", None
             return
         except Cancelled:
             return

@@ -364,7 +364,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             archive = zip_folder(out_dir, out_dir.parent / f"{out_dir.name}.zip") if kinds else None
         except (InputError, Unavailable) as e:
             message = user_message(e, names) if isinstance(e, InputError) else str(e)
-            yield f"**Error:** {message}", gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            yield f"Error: {message}", gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
             return
         except Cancelled:
             return
@@ -396,7 +396,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         try:
             got = restore_settings(path, Path(path).name)
         except InputError as e:
-            return (f"**Error:** {user_message(e, {str(path): Path(path).name})}",) + (keep,) * 8
+            return (f"Error: {user_message(e, {str(path): Path(path).name})}",) + (keep,) * 8
         size_text = f"{got['width']}x{got['height']}" if "width" in got else None
         is_banner = got.get("pipeline") == "banner" and size_text in BANNER_SIZES
         notes = [f"steps {got['steps']}"] + [f"{k} {got[k]}" for k in ("guidance", "seed") if k in got]
