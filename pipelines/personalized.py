@@ -20,7 +20,7 @@ from PIL import Image
 from core import limits
 from core.creative import Creative, Manifest
 from core.errors import InputError
-from core.io import atomic_save_image
+from core.pnginfo import save_creative_png
 from core.paths import safe_name
 from recommenders.condition import PreferenceCondition
 
@@ -39,7 +39,7 @@ class PipelineOutput:
         out_dir = Path(out_dir)
         paths = []
         for image, creative in zip(self.images, self.creatives):
-            path = atomic_save_image(image, out_dir / f"{safe_name(creative.creative_id)}.png")
+            path = save_creative_png(image, out_dir / f"{safe_name(creative.creative_id)}.png", creative)
             creative.image_path = path.name if manifest is None else _relative(path, manifest.path.parent)
             if manifest is not None:
                 manifest.append(creative)
@@ -170,7 +170,8 @@ class PersonalizedPipeline:
             creative_id=f"{self.name}-{_safe(user)}-{digest}", pipeline=self.name, base_model=self.base_model,
             prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), steps=int(steps),
             guidance=float(guidance), width=int(width), height=int(height), lora=self.lora, condition=cond,
-            extra={"params": params, "adapter": record["adapter"], "ip_adapter": self.ip_adapter, **(extra or {})},
+            extra={"params": params, "adapter": record["adapter"], "ip_adapter": self.ip_adapter,
+                   "sampler": type(getattr(self.sd, "scheduler", None)).__name__, **(extra or {})},
             user_id=None if condition is None else condition.user_id, device=str(self.device),
         )
 

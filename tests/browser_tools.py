@@ -100,3 +100,104 @@ def wait(driver, what: str, predicate, timeout: float = 600):
 def click(driver, element) -> None:
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
     element.click()
+
+
+def tab(driver, label: str):
+    """The tab button whose label contains `label`."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, f"//button[@role='tab' and contains(normalize-space(.), '{label}')]")
+
+
+def open_tab(driver, url: str, label: str) -> None:
+    """Load the app and switch to a tab (waits for it to be there)."""
+    driver.get(url)
+    click(driver, wait(driver, f"the {label} tab", lambda d: tab(d, label), timeout=120))
+
+
+def field(driver, elem_id: str):
+    """The visible input, textarea or number box inside the component with `elem_id`."""
+    from selenium.webdriver.common.by import By
+
+    boxes = driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input:not([type=file])"
+                                                  f":not([type=range]):not([type=checkbox]):not([type=radio])")
+    return next(e for e in boxes if e.is_displayed())
+
+
+def set_value(driver, elem_id: str, value) -> None:
+    """Type `value` into a Gradio textbox / number / slider box as a user would (then leave the box)."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = field(driver, elem_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys(str(value))
+    box.send_keys(Keys.TAB)
+
+
+def value_of(driver, elem_id: str) -> str:
+    return field(driver, elem_id).get_attribute("value") or ""
+
+
+def text_of(driver, elem_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, elem_id).text
+
+
+def pick(driver, elem_id: str, typed: str, option_text: str) -> None:
+    """Choose a dropdown option by typing into its filter and clicking the option that contains `option_text`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = field(driver, elem_id)
+    click(driver, box)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys(typed)
+    option = wait(driver, f"option {option_text!r}",
+                  lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "[role=option]")
+                                  if option_text in e.text and e.is_displayed()), False), timeout=60)
+    option.click()
+    box.send_keys(Keys.ESCAPE)
+
+
+def shot(driver, name: str, element=None, width: int = 900) -> None:
+    """A screenshot of the page (or of one element) as it is now, as SHOTS/<name>.png, scaled to `width` px
+    and palette-quantized so the committed set stays small."""
+    from PIL import Image
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    (element.screenshot if element is not None else driver.save_screenshot)(str(path))
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    if im.width > width:
+        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def upload(driver, elem_id: str, path) -> None:
+    """Send a file to the file input of the component `elem_id`."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
+
+
+def fake_run(folder: Path, formats: list[tuple[str, int, int]], user: str = "u0001") -> Path:
+    """A batch-run folder (images + manifest) with one creative per (pipeline, width, height), as the runner
+    writes it; returns the manifest path."""
+    from PIL import Image
+
+    from core.creative import Creative, Manifest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(folder / "manifest.jsonl")
+    for k, (pipeline, w, h) in enumerate(formats):
+        Image.new("RGB", (w, h), (40 * k % 255, 120, 200 - 20 * k)).save(folder / f"c{k}.png")
+        manifest.append(Creative(creative_id=f"{pipeline}-{k:02d}", pipeline=pipeline, base_model="tiny",
+                                 prompt=f"prompt {k}", seed=k, steps=2, guidance=5.0, width=w, height=h,
+                                 image_path=f"c{k}.png", user_id=user))
+    return manifest.path

@@ -16,7 +16,6 @@ the main process merges the shards after everyone is done.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -66,11 +65,11 @@ class RunSummary:
         return dict(self.__dict__)
 
 
-def png_bytes(image) -> bytes:
-    """Encode a PIL image as PNG bytes (deterministic for equal pixels)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+def png_bytes(image, creative: Creative | None = None) -> bytes:
+    """Encode a PIL image as PNG bytes (deterministic for equal pixels) with its `parameters` chunk."""
+    from core.pnginfo import png_bytes as encode
+
+    return encode(image, creative)
 
 
 def _manifest_files(out_dir: Path) -> list[Path]:
@@ -160,7 +159,7 @@ def render_jobs(
             raise RuntimeError(f"renderer returned no image for job {job.job_id}")
         for part, (image, creative) in enumerate(outputs):
             rel = job.image_relpath(part, len(outputs))
-            data = png_bytes(image)
+            data = png_bytes(image, creative)
             atomic_write_bytes(out_dir / rel, data)
             creative.creative_id = job.creative_id(part, len(outputs))
             creative.image_path = rel

@@ -27,10 +27,29 @@ class Cancelled(Exception):
     """Raised in a job's own thread at its next model call after its user pressed Cancel."""
 
 
+# A denoising step is one call of the pipeline's denoiser: counted for the progress line (`step_listener`).
+STEP_MODULES = frozenset({"UNet2DConditionModel", "UNet2DModel"})
+
+
 def _step_check(module, args) -> None:
     flag = getattr(_local, "flag", None)
     if flag is not None and flag.is_set():
         raise Cancelled("cancelled by the user")
+    listener = getattr(_local, "on_step", None)
+    if listener is not None and module is not None and type(module).__name__ in STEP_MODULES:
+        listener()
+
+
+@contextmanager
+def step_listener(on_step: Callable[[], None]) -> Iterator[None]:
+    """Call `on_step()` in this thread at the start of each denoising step (one denoiser call) of the body."""
+    install_step_check()
+    previous = getattr(_local, "on_step", None)
+    _local.on_step = on_step
+    try:
+        yield
+    finally:
+        _local.on_step = previous
 
 
 def install_step_check() -> None:

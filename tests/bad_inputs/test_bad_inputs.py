@@ -159,12 +159,28 @@ def _ui_call(fns: dict, case: Case, argv: list[str]) -> str:
     if case.group == "image":
         image = argv[argv.index("--image") + 1]
         mask = argv[argv.index("--mask") + 1] if "--mask" in argv else None
-        result = fns["studio_generate"](image, mask, "", ["300x250"], 1, "", "Shop now", 0, _Request())
-    elif case.argv[0] == "batch":
-        result = fns["batch_run"](argv[1], _Request())
+        result = _last(fns["studio_generate"](None, image, mask, "", ["300x250"], 1, "", "Shop now", "", "", 2,
+                                              7.5, "", 0, _Request()))
+    elif case.argv[0] == "batch":  # as in the page: the upload fills the editor, then Run runs the editor's text
+        from app.ui.batch_tab import read_example
+        from core.errors import InputError
+
+        try:
+            text = read_example(argv[1])
+        except InputError as e:
+            return f"Error: {e}"
+        result = _last(fns["batch_run"](text, _Request()))
     else:  # an uploaded shopper history
         result = fns["shopper_recommend"]("", argv[-1], "ease")
     return result[0]
+
+
+def _last(results):
+    """The last update a generator callback yields (what stays on the page)."""
+    out = None
+    for out in results:
+        pass
+    return out
 
 
 UI_CASES = ([c for c in CASES if c.group == "image" and "--image" in c.argv and "missing" not in c.name]
