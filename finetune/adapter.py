@@ -182,8 +182,11 @@ class AdapterTrainer:
         shape = dict(cross_attention_dim=int(parts.unet.config.cross_attention_dim), num_tokens=cfg.num_tokens,
                      hidden_dim=cfg.hidden_dim)
         if space is not None:  # image space: the prototypes travel in the adapter's folder
+            from pipelines.taste_embedding import with_spread
+
             if space.dim != dim:
                 raise InputError(f"examples have {dim}-d embeddings, the taste space is {space.dim}-d")
+            space = with_spread(space, np.asarray([e.embedding for e in self.examples]))  # the input's scale
             self.adapter = PreferenceAdapter.for_taste_space(space, **shape)
         else:
             self.adapter = PreferenceAdapter(embedding_dim=dim, **shape)

@@ -96,7 +96,11 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
     per-value prototypes in the scorer's image-embedding space (buffers `taste_prototypes`,
     `taste_center`; `pipelines.taste_embedding`) and reads a condition's attribute weights mixed
     over them; without it (folders saved before), it reads `condition.embedding` as it was made.
-    `condition_embedding(condition)` gives the right one either way.
+    `condition_embedding(condition)` gives the right one either way. An image-space adapter also has
+    another head: it standardises its input (`(e - taste_center) / taste_spread`, since tastes sit close
+    together in that space) and adds a zero-initialised projection to its null tokens, so before
+    training its tokens equal the null ones and guidance sees no user-independent push (a measured
+    failure of the first head: near-constant tokens far from the null ones lowered color fidelity).
     """
 
     @register_to_config
@@ -105,13 +109,17 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.GELU(),
                                   nn.Linear(hidden_dim, num_tokens * cross_attention_dim))
-        self.norm = nn.LayerNorm(cross_attention_dim)  # match the scale of a text encoder's output
         self.null_tokens = nn.Parameter(torch.zeros(num_tokens, cross_attention_dim))
-        if taste_vocabulary is not None:
+        if taste_vocabulary is None:
+            self.norm = nn.LayerNorm(cross_attention_dim)  # match the scale of a text encoder's output
+        else:
             if not taste_vocabulary or any(len(row) != 2 for row in taste_vocabulary):
                 raise ValueError("taste_vocabulary must be a non-empty list of [kind, value] pairs")
             self.register_buffer("taste_prototypes", torch.zeros(len(taste_vocabulary), embedding_dim))
             self.register_buffer("taste_center", torch.zeros(embedding_dim))
+            self.register_buffer("taste_spread", torch.ones(()))
+            nn.init.zeros_(self.proj[-1].weight)  # residual on the null tokens: starts as "no preference"
+            nn.init.zeros_(self.proj[-1].bias)
 
     @classmethod
     def for_taste_space(cls, space, cross_attention_dim: int, **kwargs) -> "PreferenceAdapter":
@@ -121,6 +129,7 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
         with torch.no_grad():
             adapter.taste_prototypes.copy_(torch.as_tensor(space.prototypes))
             adapter.taste_center.copy_(torch.as_tensor(space.center))
+            adapter.taste_spread.fill_(float(space.spread))
         return adapter
 
     @property
@@ -148,6 +157,9 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
         if embedding.shape[-1] != c.embedding_dim:
             raise InputError(f"preference embedding has {embedding.shape[-1]} values, "
                              f"the adapter expects {c.embedding_dim}")
+        if self.reads_taste:
+            x = (embedding - self.taste_center) / self.taste_spread.clamp(min=1e-6)
+            return self.null_tokens + self.proj(x).view(embedding.shape[0], c.num_tokens, c.cross_attention_dim)
         tokens = self.proj(embedding).view(embedding.shape[0], c.num_tokens, c.cross_attention_dim)
         return self.norm(tokens)
 

@@ -33,6 +33,7 @@ class TasteSpace:
     vocabulary: Vocabulary
     prototypes: np.ndarray  # (V, D) float32
     center: np.ndarray  # (D,) float32
+    spread: float = 1.0  # RMS distance of the users' (or items') embeddings from the center: the adapter's input scale
 
     @property
     def dim(self) -> int:
@@ -81,8 +82,17 @@ def build_taste_space(item_embeddings: np.ndarray, catalog: "Catalog", item_ids:
             rows.setdefault((str(kind), str(value)), []).append(r)
     vocabulary = sorted(rows)
     prototypes = np.stack([emb[rows[key]].mean(0) for key in vocabulary])
-    return TasteSpace([list(key) for key in vocabulary], prototypes.astype(np.float32),
-                      emb.mean(0).astype(np.float32))
+    center = emb.mean(0)
+    spread = float(np.sqrt(((emb - center) ** 2).sum(1).mean())) or 1.0
+    return TasteSpace([list(key) for key in vocabulary], prototypes.astype(np.float32), center.astype(np.float32),
+                      spread)
+
+
+def with_spread(space: TasteSpace, embeddings: np.ndarray) -> TasteSpace:
+    """The same space with `spread` measured on `embeddings` (e.g. the training users' tastes)."""
+    x = np.asarray(embeddings, np.float64)
+    spread = float(np.sqrt(((x - space.center[None, :]) ** 2).sum(1).mean())) if len(x) else 0.0
+    return TasteSpace(space.vocabulary, space.prototypes, space.center, spread if spread > 0 else space.spread)
 
 
 def taste_space_from_catalog(scorer, catalog: "Catalog", item_ids: Sequence[str] | None = None) -> TasteSpace:

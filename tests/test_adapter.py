@@ -110,6 +110,10 @@ def test_an_image_space_adapter_round_trips_with_its_prototypes(tiny_catalog, tm
     cond = PreferenceCondition("u1", embedding=[1.0, 0.0], attributes={"color": {"navy": 0.7, "red": 0.3}})
     assert adapter.reads_taste
     emb = adapter.condition_embedding(cond)
+    with torch.no_grad():  # untrained, its tokens are its null tokens: guidance sees no push yet
+        assert torch.equal(adapter(torch.tensor(emb)), adapter(None))
+        adapter.proj[-1].weight.normal_()
+        assert not torch.allclose(adapter(torch.tensor(emb)), adapter(None))
     assert np.allclose(emb, space.embed(cond.attributes), atol=1e-6) and len(emb) == space.dim
     adapter.save_pretrained(tmp_path / "a")
     loaded = PreferenceAdapter.from_pretrained(tmp_path / "a")
