@@ -233,7 +233,8 @@ class AdapterTrainer:
 
 def train_adapter(model_dir: str | Path, users: UserConditions, user_ids: Sequence[str], out_dir: str | Path,
                   cfg: AdapterTrainConfig, *, resume: str | None = None, progress: bool = True,
-                  parts: SDComponents | None = None, device: str | None = None, space=None) -> dict:
+                  parts: SDComponents | None = None, device: str | None = None, space=None,
+                  token_scale: float = 1.0) -> dict:
     """Train on `cfg.targets` examples of `user_ids`, reading conditions in `space` (a
     `pipelines.taste_embedding.TasteSpace`; None: the condition's own space); save to `out_dir`."""
     t0 = time.time()
@@ -243,10 +244,11 @@ def train_adapter(model_dir: str | Path, users: UserConditions, user_ids: Sequen
     trainer = AdapterTrainer(parts, examples, users.catalog, cfg, out_dir, progress=progress, device=device,
                              space=space)
     result = trainer.run(resume=resume)
+    trainer.adapter.register_to_config(scale=float(token_scale))  # inference only: how hard the tokens push
     trainer.adapter.save_pretrained(out_dir)
     return {"adapter": str(out_dir), "examples": len(examples), "users": len(user_ids), "steps": result.steps,
             "embedding_space": "condition" if space is None else "scorer image space (taste prototypes)",
-            "targets": cfg.targets,
+            "targets": cfg.targets, "token_scale": float(token_scale),
             "resumed_from_step": result.resumed_from, "last_loss": result.last_loss,
             "mean_loss_last_100": result.mean_loss_last_100, "seconds": round(time.time() - t0, 1),
             "config": asdict(cfg)}

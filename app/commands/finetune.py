@@ -344,6 +344,7 @@ def adapter(
                                 "condition's estimated taste) or 'latest' (each user's latest liked items)."),
     taste_power: float = typer.Option(1.0, help="Exponent on the taste weights when drawing 'taste' targets "
                                       "(> 1 sharpens toward the condition's top values)."),
+    token_scale: float = typer.Option(1.0, help="The saved adapter's token scale at inference (0 < s <= 2)."),
     scorer: str = typer.Option("demo", help="open_clip scorer whose image space holds the taste prototypes."),
     validation_users: int = typer.Option(0, help="Keep this many training-side users out of training and report "
                                          "color match on them (for choosing settings without the held-out users)."),
@@ -370,6 +371,8 @@ def adapter(
     cfg = AdapterTrainConfig(num_tokens=num_tokens, learning_rate=learning_rate, steps=steps, batch_size=batch_size,
                              items_per_user=items_per_user, checkpoint_every=checkpoint_every, seed=seed,
                              targets=targets, taste_power=taste_power)
+    if not 0 < token_scale <= 2:
+        raise InputError(f"--token-scale must be in (0, 2], got {token_scale}")
     if validation_users < 0:
         raise InputError(f"--validation-users must be >= 0, got {validation_users}")
     demo = None
@@ -404,7 +407,8 @@ def adapter(
     from pipelines.taste_embedding import taste_space_from_catalog
 
     space = taste_space_from_catalog(Scorer.load(scorer, device=device), cat)
-    report = train_adapter(model_dir, users, train_users, out, cfg, resume=resume, device=device, space=space)
+    report = train_adapter(model_dir, users, train_users, out, cfg, resume=resume, device=device, space=space,
+                           token_scale=token_scale)
     if demo is not None and (eval_users > 0 or validation):
         from finetune.dpo import lora_pipeline
         from pipelines.attribute_classifier import AttributeClassifier
