@@ -91,16 +91,61 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
     (`save_pretrained` / `from_pretrained`, through `core.pretrained`: checksummed, no pickles; folders
     of earlier versions, with `adapter.safetensors`, still load). `scale` multiplies the tokens at
     inference; 0 turns the adapter off.
+
+    Which embedding it reads: with `taste_vocabulary` ([[kind, value], ...]) the adapter carries
+    per-value prototypes in the scorer's image-embedding space (buffers `taste_prototypes`,
+    `taste_center`; `pipelines.taste_embedding`) and reads a condition's attribute weights mixed
+    over them; without it (folders saved before), it reads `condition.embedding` as it was made.
+    `condition_embedding(condition)` gives the right one either way. An image-space adapter also has
+    another head: it standardises its input (`(e - taste_center) / taste_spread`, since tastes sit close
+    together in that space) and adds a zero-initialised projection to its null tokens, so before
+    training its tokens equal the null ones and guidance sees no user-independent push (a measured
+    failure of the first head: near-constant tokens far from the null ones lowered color fidelity).
     """
 
     @register_to_config
     def __init__(self, embedding_dim: int, cross_attention_dim: int, num_tokens: int = 4, hidden_dim: int = 256,
-                 scale: float = 1.0):
+                 scale: float = 1.0, taste_vocabulary: list[list[str]] | None = None):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.GELU(),
                                   nn.Linear(hidden_dim, num_tokens * cross_attention_dim))
-        self.norm = nn.LayerNorm(cross_attention_dim)  # match the scale of a text encoder's output
         self.null_tokens = nn.Parameter(torch.zeros(num_tokens, cross_attention_dim))
+        if taste_vocabulary is None:
+            self.norm = nn.LayerNorm(cross_attention_dim)  # match the scale of a text encoder's output
+        else:
+            if not taste_vocabulary or any(len(row) != 2 for row in taste_vocabulary):
+                raise ValueError("taste_vocabulary must be a non-empty list of [kind, value] pairs")
+            self.register_buffer("taste_prototypes", torch.zeros(len(taste_vocabulary), embedding_dim))
+            self.register_buffer("taste_center", torch.zeros(embedding_dim))
+            self.register_buffer("taste_spread", torch.ones(()))
+            nn.init.zeros_(self.proj[-1].weight)  # residual on the null tokens: starts as "no preference"
+            nn.init.zeros_(self.proj[-1].bias)
+
+    @classmethod
+    def for_taste_space(cls, space, cross_attention_dim: int, **kwargs) -> "PreferenceAdapter":
+        """An image-space adapter reading conditions through `space` (a `taste_embedding.TasteSpace`)."""
+        adapter = cls(embedding_dim=space.dim, cross_attention_dim=cross_attention_dim,
+                      taste_vocabulary=[list(map(str, row)) for row in space.vocabulary], **kwargs)
+        with torch.no_grad():
+            adapter.taste_prototypes.copy_(torch.as_tensor(space.prototypes))
+            adapter.taste_center.copy_(torch.as_tensor(space.center))
+            adapter.taste_spread.fill_(float(space.spread))
+        return adapter
+
+    @property
+    def reads_taste(self) -> bool:
+        """True when the adapter reads conditions in the scorer's image space (taste prototypes)."""
+        return self.config.taste_vocabulary is not None
+
+    def condition_embedding(self, condition: "PreferenceCondition") -> list[float] | None:
+        """The embedding this adapter reads for `condition`: its taste mix in image space, or `condition.embedding`."""
+        if not self.reads_taste:
+            return condition.embedding
+        from .taste_embedding import mix_prototypes, taste_weights
+
+        w = taste_weights(condition.attributes, self.config.taste_vocabulary)
+        return mix_prototypes(w, self.taste_prototypes.detach().cpu().double().numpy(),
+                              self.taste_center.detach().cpu().double().numpy()).tolist()
 
     def forward(self, embedding: torch.Tensor | None, batch_size: int = 1) -> torch.Tensor:
         """Tokens for `embedding`, or the unconditional tokens when it is None (guidance, dropout)."""
@@ -112,6 +157,9 @@ class PreferenceAdapter(ModelMixin, ConfigMixin):
         if embedding.shape[-1] != c.embedding_dim:
             raise InputError(f"preference embedding has {embedding.shape[-1]} values, "
                              f"the adapter expects {c.embedding_dim}")
+        if self.reads_taste:
+            x = (embedding - self.taste_center) / self.taste_spread.clamp(min=1e-6)
+            return self.null_tokens + self.proj(x).view(embedding.shape[0], c.num_tokens, c.cross_attention_dim)
         tokens = self.proj(embedding).view(embedding.shape[0], c.num_tokens, c.cross_attention_dim)
         return self.norm(tokens)
 

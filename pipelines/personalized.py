@@ -138,7 +138,9 @@ class PersonalizedPipeline:
         """
         pipe = pipe or self.variant(kind)
         n = len(seeds)
-        embedding = condition.embedding if (condition is not None and use_adapter) else None
+        embedding = None  # the adapter says which space it reads (image-space taste, or the condition's own)
+        if condition is not None and use_adapter and self.adapter is not None:
+            embedding = self.adapter.condition_embedding(condition)
         cond, uncond = encode_prompts(pipe, prompt, negative_prompt, guidance=guidance,
                                       adapter=self.adapter if use_adapter else None, embedding=embedding)
         cond = cond.repeat(n, 1, 1)

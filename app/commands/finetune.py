@@ -339,7 +339,15 @@ def adapter(
     batch_size: int = typer.Option(16, help="Examples per step."),
     learning_rate: float = typer.Option(1e-3, help="Peak learning rate."),
     num_tokens: int = typer.Option(4, help="Preference tokens appended to the prompt."),
-    items_per_user: int = typer.Option(2, help="Latest liked items per user used as targets."),
+    items_per_user: int = typer.Option(2, help="Targets per training user."),
+    targets: str = typer.Option("taste", help="What the tokens learn to draw: 'taste' (catalog items drawn by the "
+                                "condition's estimated taste) or 'latest' (each user's latest liked items)."),
+    taste_power: float = typer.Option(1.0, help="Exponent on the taste weights when drawing 'taste' targets "
+                                      "(> 1 sharpens toward the condition's top values)."),
+    token_scale: float = typer.Option(1.0, help="The saved adapter's token scale at inference (0 < s <= 2)."),
+    scorer: str = typer.Option("demo", help="open_clip scorer whose image space holds the taste prototypes."),
+    validation_users: int = typer.Option(0, help="Keep this many training-side users out of training and report "
+                                         "color match on them (for choosing settings without the held-out users)."),
     checkpoint_every: int = typer.Option(200, help="Checkpoint every N steps."),
     held_out_share: float = typer.Option(0.2, help="With your own data: share of users kept out of training."),
     eval_users: int = typer.Option(50, help="Held-out demo users (the block `atelier eval personalization` uses) "
@@ -353,7 +361,7 @@ def adapter(
     as_json: bool = JSON_OPT,
     json_out: Optional[Path] = JSON_OUT_OPT,
 ) -> None:
-    """Train the preference adapter (condition embedding -> tokens) on leave-one-out histories, base frozen."""
+    """Train the preference adapter (taste in the scorer's image space -> tokens) toward its targets, base frozen."""
     from core.errors import InputError
     from finetune.adapter import AdapterTrainConfig, color_match, train_adapter
     from finetune.data import UserConditions
@@ -361,7 +369,12 @@ def adapter(
 
     device = _setup(threads, device)
     cfg = AdapterTrainConfig(num_tokens=num_tokens, learning_rate=learning_rate, steps=steps, batch_size=batch_size,
-                             items_per_user=items_per_user, checkpoint_every=checkpoint_every, seed=seed)
+                             items_per_user=items_per_user, checkpoint_every=checkpoint_every, seed=seed,
+                             targets=targets, taste_power=taste_power)
+    if not 0 < token_scale <= 2:
+        raise InputError(f"--token-scale must be in (0, 2], got {token_scale}")
+    if validation_users < 0:
+        raise InputError(f"--validation-users must be >= 0, got {validation_users}")
     demo = None
     if catalog is not None or interactions is not None:
         if catalog is None or interactions is None:
@@ -385,18 +398,32 @@ def adapter(
         train_users = [u for u in users.user_ids if u not in block]
     else:
         train_users, _ = split_users(users.user_ids, held_out_share, seed)
+    if validation_users >= len(train_users):
+        raise InputError(f"--validation-users {validation_users} leaves no training user ({len(train_users)} in all)")
+    validation = train_users[len(train_users) - validation_users:] if validation_users else []
+    train_users = train_users[:len(train_users) - validation_users]
     model_dir = _local_model(base_model)
-    report = train_adapter(model_dir, users, train_users, out, cfg, resume=resume, device=device)
-    if demo is not None and eval_users > 0:
+    from pipelines.scorer import Scorer
+    from pipelines.taste_embedding import taste_space_from_catalog
+
+    space = taste_space_from_catalog(Scorer.load(scorer, device=device), cat)
+    report = train_adapter(model_dir, users, train_users, out, cfg, resume=resume, device=device, space=space,
+                           token_scale=token_scale)
+    if demo is not None and (eval_users > 0 or validation):
         from finetune.dpo import lora_pipeline
         from pipelines.attribute_classifier import AttributeClassifier
         from pipelines.conditioning import PreferenceAdapter
 
-        report["color_match"] = color_match(
-            lora_pipeline(model_dir), PreferenceAdapter.from_pretrained(out), users,
-            heldout_users(users.user_ids, eval_users, seed), demo, AttributeClassifier.load(classifier).predict,
-            seed=seed, steps=sample_steps)
-    _emit(report, as_json, json_out, ("adapter", "examples", "steps", "last_loss", "color_match", "seconds"))
+        pipe, tuned = lora_pipeline(model_dir), PreferenceAdapter.from_pretrained(out)
+        classify = AttributeClassifier.load(classifier).predict
+        if validation:
+            report["validation_color_match"] = color_match(pipe, tuned, users, validation, demo, classify,
+                                                           seed=seed, steps=sample_steps)
+        if eval_users > 0:
+            report["color_match"] = color_match(pipe, tuned, users, heldout_users(users.user_ids, eval_users, seed),
+                                                demo, classify, seed=seed, steps=sample_steps)
+    _emit(report, as_json, json_out, ("adapter", "targets", "examples", "steps", "last_loss", "validation_color_match",
+                                       "color_match", "seconds"))
 
 
 def _read_prompts(path: Path) -> list[str]:
