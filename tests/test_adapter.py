@@ -166,7 +166,8 @@ def test_taste_targets_follow_the_condition_and_sharpen_with_the_power(users):
         return float(np.mean([cat[e.item_id].attributes["color"] == top[e.user_id] for e in ex]))
 
     flat, sharp = top_color_share(0.05), top_color_share(4.0)
-    assert flat < 0.3 < 0.6 < sharp, (flat, sharp)  # 12 colors: a flat draw rarely hits the top one
+    # 12 colors: a flat draw rarely hits the top one; a sharp one mostly does
+    assert flat < 0.3 and sharp > 0.5 and sharp > 3 * flat, (flat, sharp)
     p = taste_probabilities(users.condition(ids[0]), cat, cat.item_ids)
     assert np.isclose(p.sum(), 1.0) and (p > 0).all()
 
