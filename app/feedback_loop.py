@@ -1,0 +1,146 @@
+"""The feedback loop in the product: show a shopper two creatives, store her answer, update her condition.
+
+The creatives shown are the ones already made: the catalog's rendered products, read through the
+scorer's learned attribute probes (`app.evaluation_feedback.catalog_probe_read`, as the feedback
+evaluation does; never the judge). The reading is stored once in the A/B store as the creatives of
+the experiment `LOOP_EXPERIMENT` (record["attributes"]), so every answer is an ordinary feedback event
+of that experiment and `app.ab.feedback.shopper_posterior` (history or population + her events + her
+A/B votes) gives the same condition in the UI, `atelier feedback show`, `atelier generate
+--feedback-db` and campaigns, and after a restart.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from core.errors import InputError
+
+LOOP_EXPERIMENT = "shopper-loop"
+Reader = Callable[[Any, list[str]], list[dict]]  # (catalog, item ids) -> per-item {kind: {value: p}}
+_INIT = threading.Lock()
+
+
+@dataclass
+class LoopPool:
+    """The creatives the loop can show: ids and their probe reading as taste features (vocab order)."""
+
+    ids: list[str]
+    x: np.ndarray
+    vocab: dict[str, list[str]]
+    pairs: np.ndarray  # matched pairs (differ in one kind only), extra candidates for `elicit`
+
+
+def probe_reader(scorer=None) -> Reader:
+    """A reader through the scorer's learned, cross-fitted attribute probes (loads the demo scorer)."""
+    def read(catalog, ids: list[str]) -> list[dict]:
+        from app.evaluation_feedback import catalog_probe_read
+        from pipelines.scorer import Scorer
+        from recommenders.taste import attribute_table
+
+        sc = scorer if scorer is not None else Scorer.load("demo")
+        _, vocab, _ = attribute_table(catalog)
+        images = [catalog.load_image(i).convert("RGB") for i in ids]
+        labels = {k: [catalog[i].category if k == "category" else catalog[i].attributes.get(k) for i in ids]
+                  for k in vocab}
+        return catalog_probe_read(sc, images, labels, vocab)
+    return read
+
+
+def ensure_pool(store, catalog, reader: Optional[Reader] = None) -> LoopPool:
+    """The loop's pool: read from the store's `LOOP_EXPERIMENT` creatives, made there first if missing."""
+    from recommenders.feedback import features, matched_pairs
+    from recommenders.taste import attribute_table
+
+    _, vocab, _ = attribute_table(catalog)
+    ids = [str(i) for i in catalog.item_ids]
+    with _INIT:
+        if LOOP_EXPERIMENT not in {e.experiment_id for e in store.experiments()}:
+            reads = (reader or probe_reader())(catalog, ids)
+            store.create_experiment(LOOP_EXPERIMENT, meta={"what": "Shopper-tab loop: catalog renders, probe-read"})
+            for iid, attrs in zip(ids, reads):
+                store.add_creative(LOOP_EXPERIMENT, iid, record={"attributes": attrs})
+    known = {a.creative_id for a in store.arms(LOOP_EXPERIMENT)}
+    ids = [i for i in ids if i in known]
+    if len(ids) < 2:
+        raise InputError(f"experiment {LOOP_EXPERIMENT!r} holds fewer than two catalog creatives")
+    reads = [store.creative_record(LOOP_EXPERIMENT, i)["record"]["attributes"] for i in ids]
+    x = features(reads, vocab)
+    return LoopPool(ids, x, vocab, matched_pairs(x, vocab))
+
+
+def posterior(store, user_id: str, shop: str = "demo"):
+    """(base, updated) taste posterior of a shopper from the store (`app.ab.feedback.shopper_posterior`)."""
+    from app.ab.feedback import shopper_posterior
+
+    base, post, _ = shopper_posterior(store, user_id, shop=shop)
+    return base, post
+
+
+def next_pair(pool: LoopPool, post, seed: int, round_: int) -> tuple[str, str]:
+    """The two creatives to show next, by the `elicit` policy (expected information gain, Thompson candidates)."""
+    from recommenders.feedback import pick_pair
+
+    rng = np.random.default_rng([seed, round_])
+    a, b = pick_pair("elicit", post, pool.x, rng, pairs=pool.pairs)
+    return pool.ids[a], pool.ids[b]
+
+
+def record_answer(store, user_id: str, chosen: str, other: str, *, event_id: str | None = None):
+    """Store "chosen over other" as a feedback choice of the loop's experiment (idempotent on event_id)."""
+    if chosen == other:
+        raise InputError("the two creatives shown must differ")
+    return store.record_feedback(LOOP_EXPERIMENT, user_id, "choice", [chosen, other], event_id=event_id)
+
+
+def changes(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], *,
+            kinds: Sequence[str] = ("color", "pattern", "style"), n: int = 2) -> dict[str, list[tuple]]:
+    """Per kind, the `n` values whose weight moved most: (value, before, after)."""
+    out = {}
+    for kind in kinds:
+        if kind not in after:
+            continue
+        b, a = before.get(kind, {}), after[kind]
+        moved = sorted(a, key=lambda v: (-abs(a[v] - b.get(v, 0.0)), v))[:n]
+        out[kind] = [(v, float(b.get(v, 0.0)), float(a[v])) for v in moved]
+    return out
+
+
+def change_text(before: dict, after: dict, **kw: Any) -> str:
+    """One line: "color: navy 0.41 -> 0.55, red 0.20 -> 0.12; pattern: ..." (what the answer changed)."""
+    parts = []
+    for kind, rows in changes(before, after, **kw).items():
+        parts.append(f"{kind}: " + ", ".join(f"{v} {b:.2f} -> {a:.2f}" for v, b, a in rows))
+    return "; ".join(parts)
+
+
+def top_line(weights: dict[str, dict[str, float]], kinds: Sequence[str] = ("color", "pattern", "style")) -> str:
+    """The top value of each kind with its weight: "color navy 0.55, pattern striped 0.40"."""
+    parts = []
+    for kind in kinds:
+        if kind in weights and weights[kind]:
+            v = max(sorted(weights[kind]), key=weights[kind].get)
+            parts.append(f"{kind} {v} {weights[kind][v]:.2f}")
+    return ", ".join(parts)
+
+
+def open_feedback_store(db: str | Path):
+    """The A/B store a `--feedback-db` / `feedback_db` names; a SQLite file that does not exist is refused
+    (opening it would make an empty store and silently change nothing)."""
+    from app.ab.store import ABStore
+
+    text = str(db)
+    if not text.startswith(("postgresql://", "postgres://")) and not Path(text).is_file():
+        raise InputError("feedback store not found (a SQLite file written by `atelier feedback` / the app)", text)
+    return ABStore(text)
+
+
+def feedback_condition(condition, store, user_id: str, shop: str = "demo"):
+    """The condition updated by the shopper's stored events and votes (`apply_feedback`); unchanged if she has none."""
+    from recommenders.feedback import apply_feedback
+
+    _, post = posterior(store, user_id, shop)
+    return apply_feedback(condition, post) if post.choices else condition
