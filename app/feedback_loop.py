@@ -144,3 +144,36 @@ def feedback_condition(condition, store, user_id: str, shop: str = "demo"):
 
     _, post = posterior(store, user_id, shop)
     return apply_feedback(condition, post) if post.choices else condition
+
+
+@dataclass
+class Round:
+    """What one answer did: the taste weights before and after, the updated condition, the next pair."""
+
+    before: dict
+    after: dict
+    condition: Any
+    next_pair: tuple[str, str]
+    choices: int
+    duplicate: bool
+
+    def text(self, chosen: str, other: str) -> str:
+        """Markdown: what was stored, the condition before -> after, and what changed."""
+        again = " (already stored: not counted twice)" if self.duplicate else ""
+        return (f"Stored `{chosen}` over `{other}`{again}: {self.choices} answer(s) so far.\n\n"
+                f"**Condition before:** {top_line(self.before)}\n\n**Condition after:** {top_line(self.after)}\n\n"
+                f"**What changed:** {change_text(self.before, self.after)}")
+
+
+def answer(store, pool: LoopPool, user_id: str, chosen: str, other: str, base_condition, *, shop: str = "demo",
+           seed: int = 0, event_id: str | None = None) -> Round:
+    """One round of the loop: store the answer, update the condition through `apply_feedback`, pick the next pair."""
+    from recommenders.feedback import apply_feedback
+
+    if chosen not in pool.ids or other not in pool.ids:
+        raise InputError("the answered creatives are not in the loop's pool")
+    _, before = posterior(store, user_id, shop)
+    rec = record_answer(store, user_id, chosen, other, event_id=event_id)
+    _, after = posterior(store, user_id, shop)
+    return Round(before.weights(), after.weights(), apply_feedback(base_condition, after),
+                 next_pair(pool, after, seed, len(after.choices)), len(after.choices), rec.duplicate)

@@ -130,3 +130,20 @@ def test_a_campaign_reads_conditions_updated_by_the_stored_events(store, pool, s
     assert updated.attributes["color"][color] > loop.posterior(store, USER)[0].weights()["color"][color]
     assert ShopData("demo", Path(tmp_path), "ease", feedback_db="ab.sqlite").condition(other_user).to_dict() == \
         ShopData("demo", Path(tmp_path), "ease").condition(other_user).to_dict()
+
+
+def test_a_round_stores_the_answer_and_returns_the_updated_condition(store, pool, shop):
+    from app.conditions import load_shop_data, user_condition
+
+    base = user_condition(load_shop_data("demo", "ease"), USER)
+    chosen, other = _color_pair(pool, shop.catalog)
+    r1 = loop.answer(store, pool, USER, chosen, other, base, event_id="e1")
+    again = loop.answer(store, pool, USER, chosen, other, base, event_id="e1")  # a double click
+    assert not r1.duplicate and again.duplicate and again.choices == r1.choices == 1
+    assert len(store.feedback(user_id=USER)) == 1
+    assert r1.condition.attributes["color"] == r1.after["color"] != base.attributes["color"]
+    assert r1.condition.item_scores == base.item_scores and "feedback (1 choices)" in r1.condition.source
+    a, b = r1.next_pair
+    assert a != b and {a, b} <= set(pool.ids)
+    text = r1.text(chosen, other)
+    assert "Condition before:" in text and "->" in text
