@@ -98,14 +98,18 @@ def record_answer(store, user_id: str, chosen: str, other: str, *, event_id: str
 
 def changes(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], *,
             kinds: Sequence[str] = ("color", "pattern", "style"), n: int = 2) -> dict[str, list[tuple]]:
-    """Per kind, the `n` values whose weight moved most: (value, before, after)."""
+    """Per kind, the `n` values whose weight moved most: (value, before, after); moves that do not show at two
+    decimals are left out (and a kind with none)."""
     out = {}
     for kind in kinds:
         if kind not in after:
             continue
         b, a = before.get(kind, {}), after[kind]
         moved = sorted(a, key=lambda v: (-abs(a[v] - b.get(v, 0.0)), v))[:n]
-        out[kind] = [(v, float(b.get(v, 0.0)), float(a[v])) for v in moved]
+        rows = [(v, float(b.get(v, 0.0)), float(a[v])) for v in moved]
+        rows = [r for r in rows if f"{r[1]:.2f}" != f"{r[2]:.2f}"]
+        if rows:
+            out[kind] = rows
     return out
 
 
@@ -114,7 +118,7 @@ def change_text(before: dict, after: dict, **kw: Any) -> str:
     parts = []
     for kind, rows in changes(before, after, **kw).items():
         parts.append(f"{kind}: " + ", ".join(f"{v} {b:.2f} -> {a:.2f}" for v, b, a in rows))
-    return "; ".join(parts)
+    return "; ".join(parts) or "no weight moved by 0.01 or more"
 
 
 def top_line(weights: dict[str, dict[str, float]], kinds: Sequence[str] = ("color", "pattern", "style")) -> str:

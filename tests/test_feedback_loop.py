@@ -63,6 +63,9 @@ def test_an_answer_moves_the_condition_toward_the_chosen_creative(store, pool, s
     assert {rows[0][0], rows[1][0]} == {c_win, c_lose}  # what the answer was about moved most
     text = loop.change_text(before.weights(), after.weights())
     assert f"{c_win} {w0[c_win]:.2f} -> {w1[c_win]:.2f}" in text
+    assert loop.change_text(after.weights(), after.weights()) == "no weight moved by 0.01 or more"
+    moved = {k: max(abs(a - b) for _, b, a in rows) for k, rows in loop.changes(before.weights(), after.weights()).items()}
+    assert moved["color"] > moved.get("pattern", 0.0)  # a color-only pair moves color most
 
 
 def test_next_pair_is_two_pool_creatives_and_changes_with_the_round(store, pool):
