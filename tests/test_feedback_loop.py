@@ -150,3 +150,31 @@ def test_a_round_stores_the_answer_and_returns_the_updated_condition(store, pool
     assert a != b and {a, b} <= set(pool.ids)
     text = r1.text(chosen, other)
     assert "Condition before:" in text and "->" in text
+
+
+def test_a_known_shoppers_ab_votes_update_the_condition_the_shopper_tab_shows(tmp_path, shop):
+    from app.ui import shopper
+    from app.ui.workspace import UIConfig, Workspace
+
+    ws = Workspace(UIConfig(out_dir=tmp_path / "ui", ab_db=tmp_path / "ab.sqlite"))
+    st = shopper.loop_store(ws)
+    base = shopper.recommend(ws, "ease", shopper.user_history(ws, USER), user_id=USER)
+    assert shopper.with_feedback(ws, base, USER) is base
+    cat = shop.catalog
+    red = [i for i in cat.item_ids if cat[i].attributes["color"] == "red"][:2]
+    navy = [i for i in cat.item_ids if cat[i].attributes["color"] == "navy"][:2]
+    assert len(red) == len(navy) == 2
+    st.create_experiment("votes")
+    for c in red + navy:  # catalog ids: the store reads them as the catalog item
+        st.add_creative("votes", c)
+    for w, l in zip(red, navy):
+        st.record_vote("votes", w, l, user_id=USER)
+        st.record_vote("votes", w, l, user_id="a-session-hash")  # someone else's votes do not count for her
+    updated = shopper.with_feedback(ws, base, USER)
+    from app.ab.feedback import shopper_posterior
+
+    _, post, _ = shopper_posterior(st, USER)
+    assert "feedback (2 choices)" in updated.source and updated.attributes["color"] == post.weights()["color"]
+    hist_only = shopper_posterior(st, "nobody-votes")[0]
+    assert updated.attributes["color"]["red"] > shopper_posterior(st, USER)[0].weights()["color"]["red"]
+    assert hist_only.source == "population"
