@@ -57,6 +57,7 @@ def test_three_rounds_of_the_shopper_loop(server, browser):
         conditions.append(after)
         driver.save_screenshot(str(SHOTS / f"shopper_loop_round{n}.png"))
     assert len(set(conditions)) == 3
+    assert "feedback (3 choices)" in _text(driver, "shopper-status")  # the tab's condition is the updated one
 
     with sqlite3.connect(server["db"]) as con:
         rows = con.execute("SELECT user_id, kind, creative_ids FROM feedback").fetchall()

@@ -292,12 +292,14 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             r = answer(loop_store(ws), loop_pool(ws), uid, chosen, other, PreferenceCondition.from_dict(base),
                        shop=loop_shop(ws), seed=int(seed_ or 0), event_id=pair["token"])
         except (InputError, Unavailable) as e:
-            return f"Error: {e}", gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            return (f"Error: {e}", gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
+                    gr.update())
         import uuid
 
         nxt = {"user": uid, "pair": list(r.next_pair), "token": uuid.uuid4().hex}
         _, line = loop_question(ws, uid, int(seed_ or 0))
-        return (line, *show_pair(r.next_pair), nxt, r.text(chosen, other), r.condition.to_dict(), base)
+        return (line, *show_pair(r.next_pair), nxt, r.text(chosen, other), r.condition.to_dict(), base,
+                condition_summary(r.condition, true_taste(ws, uid)))
 
     def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
                     progress=gr.Progress(track_tqdm=True)):
@@ -334,7 +336,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         changed.change(on_recommend, inputs, rec_outputs, api_visibility="private")
     loop_start.click(on_loop_start, [user, upload, seed], [loop_status, loop_a, loop_b, loop_pair],
                      api_name="shopper_loop_ask")
-    pick_outputs = [loop_status, loop_a, loop_b, loop_pair, loop_change, condition, base_condition]
+    pick_outputs = [loop_status, loop_a, loop_b, loop_pair, loop_change, condition, base_condition, status]
     pick_inputs = [loop_pair, base_condition, user, upload, model, seed]
 
     def on_pick_a(pair, base, user_id, upload_path, model_name, seed_):
