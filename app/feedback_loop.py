@@ -59,11 +59,20 @@ def ensure_pool(store, catalog, reader: Optional[Reader] = None) -> LoopPool:
     ids = [str(i) for i in catalog.item_ids]
     with _INIT:
         if LOOP_EXPERIMENT not in {e.experiment_id for e in store.experiments()}:
-            reads = (reader or probe_reader())(catalog, ids)
-            store.create_experiment(LOOP_EXPERIMENT, meta={"what": "Shopper-tab loop: catalog renders, probe-read"})
-            for iid, attrs in zip(ids, reads):
-                store.add_creative(LOOP_EXPERIMENT, iid, record={"attributes": attrs})
-    known = {a.creative_id for a in store.arms(LOOP_EXPERIMENT)}
+            try:
+                store.create_experiment(LOOP_EXPERIMENT, meta={"what": "Shopper-tab loop: catalog renders, probe-read"})
+            except InputError:  # another process made it first
+                pass
+        known = {a.creative_id for a in store.arms(LOOP_EXPERIMENT)}
+        missing = [i for i in ids if i not in known]
+        if missing:  # first use, or a first use cut short: the probes are cross-fitted on all renders
+            reads = dict(zip(ids, (reader or probe_reader())(catalog, ids)))
+            for iid in missing:
+                try:
+                    store.add_creative(LOOP_EXPERIMENT, iid, record={"attributes": reads[iid]})
+                except InputError:  # added meanwhile by another process
+                    pass
+            known = {a.creative_id for a in store.arms(LOOP_EXPERIMENT)}
     ids = [i for i in ids if i in known]
     if len(ids) < 2:
         raise InputError(f"experiment {LOOP_EXPERIMENT!r} holds fewer than two catalog creatives")
@@ -142,6 +151,11 @@ def open_feedback_store(db: str | Path):
     return ABStore(text)
 
 
+def question_line(user_id: str, answered: int, weights: dict) -> str:
+    """"Which do you prefer? Round n for u: current condition ..." above a pair."""
+    return f"**Which do you prefer?** Round {answered + 1} for `{user_id}`. Current condition: {top_line(weights)}"
+
+
 def feedback_condition(condition, store, user_id: str, shop: str = "demo"):
     """The condition updated by the shopper's stored events and votes (`apply_feedback`); unchanged if she has none."""
     from recommenders.feedback import apply_feedback
@@ -160,6 +174,10 @@ class Round:
     next_pair: tuple[str, str]
     choices: int
     duplicate: bool
+
+    def question(self, user_id: str) -> str:
+        """The line above the next pair (as `app.ui.shopper.loop_question` writes it)."""
+        return question_line(user_id, self.choices, self.after)
 
     def text(self, chosen: str, other: str) -> str:
         """Markdown: what was stored, the condition before -> after, and what changed."""

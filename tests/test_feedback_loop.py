@@ -178,3 +178,14 @@ def test_a_known_shoppers_ab_votes_update_the_condition_the_shopper_tab_shows(tm
     hist_only = shopper_posterior(st, "nobody-votes")[0]
     assert updated.attributes["color"]["red"] > shopper_posterior(st, USER)[0].weights()["color"]["red"]
     assert hist_only.source == "population"
+
+
+def test_a_pool_cut_short_is_completed_on_the_next_use(store, shop):
+    ids = [str(i) for i in shop.catalog.item_ids]
+    store.create_experiment(loop.LOOP_EXPERIMENT)
+    for i in ids[:5]:  # a first use that died after five creatives
+        store.add_creative(loop.LOOP_EXPERIMENT, i, record={"attributes": {"color": shop.catalog[i].attributes["color"]}})
+    calls: list = []
+    pool = loop.ensure_pool(store, shop.catalog, _catalog_reader(calls))
+    assert pool.ids == ids and calls == [len(ids)]
+    assert loop.ensure_pool(store, shop.catalog, _catalog_reader(calls)).ids == ids and len(calls) == 1

@@ -170,12 +170,11 @@ def with_feedback(ws: Workspace, condition, user_id: str):
 
 def loop_question(ws: Workspace, user_id: str, seed: int = 0) -> tuple[tuple[str, str], str]:
     """The next pair to ask a shopper about (elicit policy) and a line on her current condition."""
-    from app.feedback_loop import next_pair, posterior, top_line
+    from app.feedback_loop import next_pair, posterior, question_line
 
     _, post = posterior(loop_store(ws), user_id, loop_shop(ws))
     pair = next_pair(loop_pool(ws), post, seed, len(post.choices))
-    return pair, (f"**Which do you prefer?** Round {len(post.choices) + 1} for `{user_id}`. "
-                  f"Current condition: {top_line(post.weights())}")
+    return pair, question_line(user_id, len(post.choices), post.weights())
 
 
 def build(ws: Workspace, shared: dict[str, Any]) -> None:
@@ -297,8 +296,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         import uuid
 
         nxt = {"user": uid, "pair": list(r.next_pair), "token": uuid.uuid4().hex}
-        _, line = loop_question(ws, uid, int(seed_ or 0))
-        return (line, *show_pair(r.next_pair), nxt, r.text(chosen, other), r.condition.to_dict(), base,
+        return (r.question(uid), *show_pair(r.next_pair), nxt, r.text(chosen, other), r.condition.to_dict(), base,
                 condition_summary(r.condition, true_taste(ws, uid)))
 
     def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
