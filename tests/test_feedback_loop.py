@@ -64,7 +64,8 @@ def test_an_answer_moves_the_condition_toward_the_chosen_creative(store, pool, s
     text = loop.change_text(before.weights(), after.weights())
     assert f"{c_win} {w0[c_win]:.2f} -> {w1[c_win]:.2f}" in text
     assert loop.change_text(after.weights(), after.weights()) == "no weight moved by 0.01 or more"
-    moved = {k: max(abs(a - b) for _, b, a in rows) for k, rows in loop.changes(before.weights(), after.weights()).items()}
+    rows_by_kind = loop.changes(before.weights(), after.weights())
+    moved = {k: max(abs(a - b) for _, b, a in rows) for k, rows in rows_by_kind.items()}
     assert moved["color"] > moved.get("pattern", 0.0)  # a color-only pair moves color most
 
 
@@ -184,7 +185,8 @@ def test_a_pool_cut_short_is_completed_on_the_next_use(store, shop):
     ids = [str(i) for i in shop.catalog.item_ids]
     store.create_experiment(loop.LOOP_EXPERIMENT)
     for i in ids[:5]:  # a first use that died after five creatives
-        store.add_creative(loop.LOOP_EXPERIMENT, i, record={"attributes": {"color": shop.catalog[i].attributes["color"]}})
+        attrs = {"color": shop.catalog[i].attributes["color"]}
+        store.add_creative(loop.LOOP_EXPERIMENT, i, record={"attributes": attrs})
     calls: list = []
     pool = loop.ensure_pool(store, shop.catalog, _catalog_reader(calls))
     assert pool.ids == ids and calls == [len(ids)]

@@ -42,7 +42,8 @@ class ShopData:
         if feedback_db is not None:  # a missing store fails now, before anything renders
             from app.feedback_loop import open_feedback_store
 
-            db = feedback_db if "://" in feedback_db or Path(feedback_db).is_absolute() else Path(base_dir) / feedback_db
+            as_given = "://" in feedback_db or Path(feedback_db).is_absolute()
+            db = feedback_db if as_given else Path(base_dir) / feedback_db
             self._feedback = open_feedback_store(db)
         if recommender_dir is not None:
             folder = Path(recommender_dir)
