@@ -27,7 +27,7 @@ class ShopData:
     """
 
     def __init__(self, spec: str, base_dir: Path, recommender: str = "ease", recommender_dir: str | Path | None = None,
-                 progress: bool = False):
+                 progress: bool = False, feedback_db: str | None = None):
         from recommenders.base import model_class
         from recommenders.preference import load_backbone, load_shop
 
@@ -37,6 +37,14 @@ class ShopData:
         self.history: dict[str, list[str]] = self.source.history
         self._favourite_cache: dict[str, dict[str, str]] | None = None
         self._backbone = None
+        self._spec = spec if spec == "demo" or Path(spec).is_absolute() else str(Path(base_dir) / spec)
+        self._feedback = None
+        if feedback_db is not None:  # a missing store fails now, before anything renders
+            from app.feedback_loop import open_feedback_store
+
+            as_given = "://" in feedback_db or Path(feedback_db).is_absolute()
+            db = feedback_db if as_given else Path(base_dir) / feedback_db
+            self._feedback = open_feedback_store(db)
         if recommender_dir is not None:
             folder = Path(recommender_dir)
             folder = folder if folder.is_absolute() else Path(base_dir) / folder
@@ -135,4 +143,9 @@ class ShopData:
         from recommenders.preference import group_preference
 
         events = [self.source.events(u) for u in member.user_ids]
-        return group_preference(self.backbone, events, key=member.key, catalog=self.catalog, k=k)
+        cond = group_preference(self.backbone, events, key=member.key, catalog=self.catalog, k=k)
+        if self._feedback is not None and member.kind == "user":  # her stored answers update her condition
+            from app.feedback_loop import feedback_condition
+
+            cond = feedback_condition(cond, self._feedback, member.user_ids[0], self._spec)
+        return cond

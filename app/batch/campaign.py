@@ -210,6 +210,9 @@ class Campaign(_Strict):
     seeds: list[Seed] | None = Field(None, min_length=1, max_length=limits.CANDIDATES.high)
     model: ModelSpec = Field(default_factory=ModelSpec)
     output: str | None = None
+    # an A/B store (SQLite file relative to the YAML, or a postgresql:// DSN): each audience user's stored
+    # feedback events and votes update her condition (`app.feedback_loop.feedback_condition`)
+    feedback_db: str | None = Field(None, min_length=1)
 
     @field_validator("products", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ class CampaignRenderer:
         # deliberately (ATELIER_THREADS, default 1) and records it: same device + same threads = same bytes.
         self.threads = set_threads()
         self.data = ShopData(campaign.shop, self.dir, campaign.model.recommender,
-                             recommender_dir=campaign.model.recommender_dir)
+                             recommender_dir=campaign.model.recommender_dir, feedback_db=campaign.feedback_db)
         self._check_products()
         self._conditions: dict[str, Any] = {}
 

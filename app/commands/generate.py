@@ -47,6 +47,9 @@ Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.", callback=options.out_file)]
+FeedbackDb = Annotated[Optional[str], typer.Option("--feedback-db", help="An A/B store (SQLite file or postgresql:// "
+                                                 "DSN): the shopper's stored feedback events and votes update her "
+                                                 "condition (`atelier feedback show`); shoppers without events keep theirs.")]
 AllowUnsafe = Annotated[bool, typer.Option("--allow-unsafe-weights", help="Also load pickle weights (.bin/.pt/.ckpt) "
                                            "you trust; unpickling them can run arbitrary code.")]
 
@@ -67,7 +70,7 @@ class Request:
 def prepare(spec, *, user, condition_file, shop, recommender, recommender_dir: Optional[Path] = None,
             image: Optional[Path] = None,
             mask: Optional[Path] = None, need_alpha: bool = True, category: Optional[str] = None,
-            items: tuple = ()) -> Request:
+            items: tuple = (), feedback_db: Optional[str] = None) -> Request:
     """Check every file first (weights, model folder, product pictures, the condition file), then load
     the shop and check the catalog ids and category asked for, then assemble the models (each loaded
     once for this process, at the first pipeline call)."""
@@ -93,6 +96,12 @@ def prepare(spec, *, user, condition_file, shop, recommender, recommender_dir: O
             raise InputError(f"unknown item id {item!r} (not in the shop's catalog)")
     if condition is None:
         condition = user_condition(data, user)
+        if feedback_db is not None:
+            from app.feedback_loop import feedback_condition, open_feedback_store
+
+            condition = feedback_condition(condition, open_feedback_store(feedback_db), user, shop)
+    elif feedback_db is not None:
+        raise InputError("--feedback-db goes with --user (a --condition file is used as given)")
     return Request(catalog=data.catalog, condition=condition, parts=assemble(spec))
 
 
@@ -153,7 +162,7 @@ def product(
     device: Device = None,
     dtype: Dtype = None, seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 4,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
-    allow_unsafe_weights: AllowUnsafe = False,
+    allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Personalized images of a category or a given product, ranked for the user."""
     if category is None and item is None:
@@ -164,7 +173,7 @@ def product(
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter,
                          reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
-                  recommender_dir=recommender_dir, category=category,
+                  feedback_db=feedback_db, recommender_dir=recommender_dir, category=category,
                   items=(item,))
     output = req.pipeline("product")(
         req.condition, category=category, item_id=item, num_candidates=candidates, seed=seed, steps=steps,
@@ -187,7 +196,7 @@ def background(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 2,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
-    allow_unsafe_weights: AllowUnsafe = False,
+    allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """A new scene around a product; the product's own pixels stay exactly as given."""
     from pipelines.assemble import AUTO
@@ -199,7 +208,7 @@ def background(
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
                          controlnet=controlnet or (AUTO if mode != "inpaint" else None))
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
-                  recommender_dir=recommender_dir, image=image,
+                  feedback_db=feedback_db, recommender_dir=recommender_dir, image=image,
                   mask=mask, items=(item,))
     output = req.pipeline("background")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None,
@@ -222,7 +231,7 @@ def banner(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
-    allow_unsafe_weights: AllowUnsafe = False,
+    allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Ad banners at standard sizes with readable (WCAG AA) text that stays on the canvas."""
     from pipelines.layout import BANNER_SIZES
@@ -236,7 +245,7 @@ def banner(
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
-                  recommender_dir=recommender_dir, image=image,
+                  feedback_db=feedback_db, recommender_dir=recommender_dir, image=image,
                   need_alpha=False, items=(item,))
     output = req.pipeline("banner")(
         req.condition, item_id=item, product_path=str(image.resolve()) if image else None, headline=headline, cta=cta,
@@ -256,7 +265,7 @@ def outfit(
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
     out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
-    allow_unsafe_weights: AllowUnsafe = False,
+    allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
     from core.io import atomic_save_image
@@ -270,7 +279,7 @@ def outfit(
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
-                  recommender_dir=recommender_dir, items=tuple(present))
+                  feedback_db=feedback_db, recommender_dir=recommender_dir, items=tuple(present))
     output = req.pipeline("outfit")(
         req.condition, present, categories=_items(categories) or None, num_candidates=candidates, seed=seed,
         steps=steps, guidance=guidance, reference=reference)

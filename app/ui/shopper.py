@@ -142,6 +142,41 @@ def creative_gallery(creatives: list[Any], out_dir: Path) -> list[tuple[str, str
     return out
 
 
+def loop_store(ws: Workspace):
+    """The A/B store the app was started with (`--ab-db`): the loop's answers are feedback events there."""
+    from app.ab.store import ABStore
+
+    return ABStore(ws.config.ab_db)
+
+
+def loop_shop(ws: Workspace) -> str:
+    """The shop spec `app.ab.feedback.shopper_posterior` reads (histories and the population prior)."""
+    return str(ws.config.shop) if ws.config.shop else "demo"
+
+
+def loop_pool(ws: Workspace):
+    """The creatives the loop shows (catalog renders read by the scorer's probes), once per process."""
+    from app.feedback_loop import ensure_pool
+
+    return ws.cached(f"loop-pool:{ws.config.ab_db}", lambda: ensure_pool(loop_store(ws), ws.catalog()))
+
+
+def with_feedback(ws: Workspace, condition, user_id: str):
+    """The condition updated by the shopper's stored answers and A/B votes (unchanged without any)."""
+    from app.feedback_loop import feedback_condition
+
+    return feedback_condition(condition, loop_store(ws), user_id, loop_shop(ws))
+
+
+def loop_question(ws: Workspace, user_id: str, seed: int = 0) -> tuple[tuple[str, str], str]:
+    """The next pair to ask a shopper about (elicit policy) and a line on her current condition."""
+    from app.feedback_loop import next_pair, posterior, question_line
+
+    _, post = posterior(loop_store(ws), user_id, loop_shop(ws))
+    pair = next_pair(loop_pool(ws), post, seed, len(post.choices))
+    return pair, question_line(user_id, len(post.choices), post.weights())
+
+
 def build(ws: Workspace, shared: dict[str, Any]) -> None:
     """The tab's components and events (called inside a `gr.Tab`)."""
     import gradio as gr
@@ -178,7 +213,23 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             images = gr.Gallery(label="Personalized product images (best first)", columns=4, height=300,
                                 object_fit="contain",
                                 elem_id="shopper-images")
+    with gr.Group():
+        gr.Markdown("### Which do you prefer?\nTwo creatives chosen to tell the most about what is still "
+                    "uncertain; each answer is stored and updates the shopper's condition.")
+        with gr.Row():
+            loop_start = gr.Button("Ask me", elem_id="shopper-loop-start")
+            loop_gen = gr.Button("Generate from updated condition", elem_id="shopper-loop-generate")
+        loop_status = gr.Markdown(elem_id="shopper-loop-status")
+        with gr.Row():
+            loop_a = gr.Image(label="A", type="pil", height=220, interactive=False, elem_id="shopper-loop-a")
+            loop_b = gr.Image(label="B", type="pil", height=220, interactive=False, elem_id="shopper-loop-b")
+        with gr.Row():
+            pick_a = gr.Button("A", elem_id="shopper-loop-pick-a")
+            pick_b = gr.Button("B", elem_id="shopper-loop-pick-b")
+        loop_change = gr.Markdown(elem_id="shopper-loop-change")
     condition = gr.State(None)
+    base_condition = gr.State(None)  # the backbone's condition before any feedback (what answers update)
+    loop_pair = gr.State(None)
     last = shared["last_generation"]
 
     def resolve_history(user_id, upload_path):
@@ -194,14 +245,59 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             uid, hist = resolve_history(user_id, upload_path)
             progress(0, desc=f"{model_name}: loading or training on the demo shop")
             cond = recommend(ws, model_name, hist, user_id=uid)
+            base = cond
+            if uid != "upload":  # her stored answers and votes (Shopper loop, A/B tab) update it
+                cond = with_feedback(ws, cond, uid)
         except (InputError, Unavailable) as e:
-            return f"Error: {e}", "", [], [], None
+            return f"Error: {e}", "", [], [], None, None
         from recommenders.preference import why_line
 
         scores = dict(cond.item_scores)
         return (condition_summary(cond, true_taste(ws, uid)), why_line(cond),
                 item_gallery(ws, hist[::-1][:N_SHOWN_HISTORY]),
-                item_gallery(ws, [i for i, _ in cond.item_scores[:N_SHOWN_HISTORY]], scores), cond.to_dict())
+                item_gallery(ws, [i for i, _ in cond.item_scores[:N_SHOWN_HISTORY]], scores), cond.to_dict(),
+                base.to_dict())
+
+    def show_pair(pair):
+        cat = ws.catalog()
+        return on_white(cat.load_image(pair[0])), on_white(cat.load_image(pair[1]))
+
+    def on_loop_start(user_id, upload_path, seed_, progress=gr.Progress()):
+        try:
+            if upload_path:
+                raise InputError("the loop asks a demo shopper: clear the uploaded history first")
+            uid = pick_user(ws, user_id)
+            if not uid:
+                raise InputError("pick a demo shopper")
+            progress(0, desc="reading the creatives through the scorer's probes (first time only)")
+            pair, line = loop_question(ws, uid, int(seed_ or 0))
+        except (InputError, Unavailable) as e:
+            return f"Error: {e}", None, None, None
+        import uuid
+
+        return line, *show_pair(pair), {"user": uid, "pair": list(pair), "token": uuid.uuid4().hex}
+
+    def on_loop_pick(side, pair, base, user_id, upload_path, model_name, seed_):
+        from app.feedback_loop import answer
+        from recommenders.condition import PreferenceCondition
+
+        try:
+            if not pair:
+                raise InputError("press 'Ask me' first")
+            uid = pair["user"]
+            if base is None or base.get("user_id") != uid:
+                base = recommend(ws, model_name, user_history(ws, uid), user_id=uid).to_dict()
+            chosen, other = pair["pair"] if side == 0 else pair["pair"][::-1]
+            r = answer(loop_store(ws), loop_pool(ws), uid, chosen, other, PreferenceCondition.from_dict(base),
+                       shop=loop_shop(ws), seed=int(seed_ or 0), event_id=pair["token"])
+        except (InputError, Unavailable) as e:
+            return (f"Error: {e}", gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
+                    gr.update())
+        import uuid
+
+        nxt = {"user": uid, "pair": list(r.next_pair), "token": uuid.uuid4().hex}
+        return (r.question(uid), *show_pair(r.next_pair), nxt, r.text(chosen, other), r.condition.to_dict(), base,
+                condition_summary(r.condition, true_taste(ws, uid)))
 
     def on_generate(cond, user_id, upload_path, model_name, category_, seed_, n_, request: gr.Request,
                     progress=gr.Progress(track_tqdm=True)):
@@ -232,15 +328,31 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 creative_gallery(creatives, out_dir), cond, record)
 
     inputs = [user, upload, model]
-    rec_event = recommend_btn.click(on_recommend, inputs, [status, why, history, recs, condition],
-                                      api_name="shopper_recommend")
+    rec_outputs = [status, why, history, recs, condition, base_condition]
+    rec_event = recommend_btn.click(on_recommend, inputs, rec_outputs, api_name="shopper_recommend")
     for changed in (user, model, upload):  # a new shopper or model: show their history and recommendations
-        changed.change(on_recommend, inputs, [status, why, history, recs, condition], api_visibility="private")
+        changed.change(on_recommend, inputs, rec_outputs, api_visibility="private")
+    loop_start.click(on_loop_start, [user, upload, seed], [loop_status, loop_a, loop_b, loop_pair],
+                     api_name="shopper_loop_ask")
+    pick_outputs = [loop_status, loop_a, loop_b, loop_pair, loop_change, condition, base_condition, status]
+    pick_inputs = [loop_pair, base_condition, user, upload, model, seed]
+
+    def on_pick_a(pair, base, user_id, upload_path, model_name, seed_):
+        return on_loop_pick(0, pair, base, user_id, upload_path, model_name, seed_)
+
+    def on_pick_b(pair, base, user_id, upload_path, model_name, seed_):
+        return on_loop_pick(1, pair, base, user_id, upload_path, model_name, seed_)
+
+    pick_a.click(on_pick_a, pick_inputs, pick_outputs, api_name="shopper_loop_pick_a")
+    pick_b.click(on_pick_b, pick_inputs, pick_outputs, api_name="shopper_loop_pick_b")
     gen_event = generate_btn.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
                                    [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
                                    api_name="shopper_generate")
+    loop_gen_event = loop_gen.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
+                                    [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
+                                    api_name="shopper_loop_generate")
     # Cancel only this session's events: Gradio scopes `cancels` to the session that clicked, and
     # `cancel_handler` stops this session's running denoising loop at its next step.
-    stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event], queue=False,
+    stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event, loop_gen_event], queue=False,
                    api_visibility="private")
-    shared["loaders"].append((on_recommend, inputs, [status, why, history, recs, condition]))
+    shared["loaders"].append((on_recommend, inputs, rec_outputs))
