@@ -2,27 +2,15 @@
 `--tune BUDGET` searches on valid with optuna, saves the chosen config as YAML, and the run reuses it."""
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from cli_tools import run_cli
 
 
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    from app.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(argv)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
 
 
 def cf_folder(folder: Path, users: int = 40, items: int = 60, seed: int = 0) -> Path:

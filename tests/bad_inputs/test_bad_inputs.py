@@ -9,15 +9,14 @@ their tab accepts: each must answer with an `Error: ...` status instead of crash
 """
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 from corpus import CASES, Case, argv_for, build_case
+from cli_tools import run_cli as run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE_TARGET = Path("/tmp/atelier-bad-input-escape")  # the absolute path one campaign case aims at
@@ -40,18 +39,6 @@ def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def run_in_process(argv: list[str]) -> tuple[int, str, str]:
-    """`atelier ARGV` through `app.cli.main` with stdout/stderr captured; returns (code, out, err)."""
-    from app.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(argv)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
 
 
 def run_subprocess(argv: list[str], cwd: Path) -> tuple[int, str, str]:
