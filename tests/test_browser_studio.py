@@ -90,7 +90,9 @@ def test_upload_thumbnail_headline_and_errors_by_the_button(server, browser, tmp
     bad = tmp_path / "my broken product.png"
     bad.write_bytes(b"not a picture at all")
     upload(d, "studio-product", bad)
-    wait(d, "the upload", lambda d: "my broken product" in d.find_element(By.ID, "studio-product").text)
+    # the narrow file box may shorten the shown name (".p"): look for it in the component's markup
+    wait(d, "the upload", lambda d: "my broken product" in (d.find_element(By.ID, "studio-product")
+                                                            .get_attribute("innerHTML") or ""))
     go = d.find_element(By.ID, "studio-generate")
     click(d, go)
     wait(d, "the error", lambda d: "Error" in text_of(d, "studio-status"))
