@@ -79,19 +79,14 @@ def log_prior(w: np.ndarray, kind: str, segments: list[str]) -> float:
     return float(terms.max() + np.log(np.exp(terms - terms.max()).mean()))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", default="color", choices=["color", "pattern"])
-    ap.add_argument("--prior", default="none", choices=["none", "segment-unknown", "segment-known"],
-                    help="weigh each hypothesis by the shop's population prior over tastes")
-    ap.add_argument("--json", type=Path, help="write the results here")
-    args = ap.parse_args(argv)
+def shop_world():
+    """What the demo shop's world model used to draw each history, read once: browsing boost, item appeal,
+    attribute codes, items' shared-attribute counts, each user's event rows and timestamps."""
+    from types import SimpleNamespace
 
-    from core.io import write_results_json
     from recommenders.shop import DemoShop
     from recommenders.shop.demoshop import DEMO_SHOP_DIR
-    from recommenders.shop.tastes import TASTE_MODEL
-    from recommenders.shop.vocab import ATTRIBUTE_KINDS, SEGMENTS, vocabulary
+    from recommenders.shop.vocab import ATTRIBUTE_KINDS, vocabulary
 
     shop = DemoShop.load()
     info = json.loads((DEMO_SHOP_DIR / "shop.json").read_text(encoding="utf-8"))
@@ -107,6 +102,26 @@ def main(argv: list[str] | None = None) -> dict:
     inter = shop.interactions
     rows_of = dict(zip(inter.user_ids, inter.user_sequences()))
     stamps = np.asarray(inter.timestamp, dtype=np.float64)
+    return SimpleNamespace(shop=shop, boost=boost, ids=ids, index=index, appeal=appeal, values=values, codes=codes,
+                           shared=shared, inter=inter, rows_of=rows_of, stamps=stamps)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", default="color", choices=["color", "pattern"])
+    ap.add_argument("--prior", default="none", choices=["none", "segment-unknown", "segment-known"],
+                    help="weigh each hypothesis by the shop's population prior over tastes")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+
+    from core.io import write_results_json
+    from recommenders.shop.tastes import TASTE_MODEL
+    from recommenders.shop.vocab import ATTRIBUTE_KINDS, SEGMENTS
+
+    world = shop_world()
+    shop, boost, index, appeal, values, codes, shared, inter, rows_of, stamps = (
+        world.shop, world.boost, world.index, world.appeal, world.values, world.codes, world.shared, world.inter,
+        world.rows_of, world.stamps)
     keep = 1.0 - TASTE_MODEL["drift_mix"]  # a drifting start taste is keep * current + (1 - keep) * past
     users = sorted(shop.users)
     correct, margins = [], []

@@ -16,7 +16,6 @@ through probes, should beat this curve; it is a measured reference, not a theore
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,30 +36,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--plot", type=Path, help="redraw the feedback plot with the bound")
     args = ap.parse_args(argv)
 
-    from favourite_identifiability import SESSION_GAP_S, history_loglik
+    from favourite_identifiability import SESSION_GAP_S, history_loglik, shop_world
 
     from app.evaluation_feedback import bootstrap, plot_curves
-    from core.io import atomic_write_json, read_json_object
-    from recommenders.shop import DemoShop
-    from recommenders.shop.demoshop import DEMO_SHOP_DIR
+    from core.io import read_json_object, write_results_json
     from recommenders.shop.heldout import heldout_users
     from recommenders.shop.tastes import TASTE_MODEL
-    from recommenders.shop.vocab import ATTRIBUTE_KINDS, vocabulary
+    from recommenders.shop.vocab import ATTRIBUTE_KINDS
 
-    shop = DemoShop.load()
-    info = json.loads((DEMO_SHOP_DIR / "shop.json").read_text(encoding="utf-8"))
-    boost = float(info["browsing_model"]["similarity_boost"])
-    ids = list(shop.catalog.item_ids)
-    index = {iid: j for j, iid in enumerate(ids)}
-    appeal = np.array([info["item_appeal"][i] for i in ids])
-    values = {k: list(vocabulary(k)) for k in ATTRIBUTE_KINDS}
-    codes = {k: np.array([values[k].index(shop.catalog[i].category if k == "category" else shop.catalog[i].attributes[k])
-                          for i in ids]) for k in ATTRIBUTE_KINDS}
-    matrix = np.stack([codes[k] for k in ATTRIBUTE_KINDS], 1)
-    shared = (matrix[:, None, :] == matrix[None, :, :]).sum(2).astype(np.float64)
-    inter = shop.interactions
-    rows_of = dict(zip(inter.user_ids, inter.user_sequences()))
-    stamps = np.asarray(inter.timestamp, dtype=np.float64)
+    world = shop_world()
+    shop, boost, index, appeal, values, codes, shared, inter, rows_of, stamps = (
+        world.shop, world.boost, world.index, world.appeal, world.values, world.codes, world.shared, world.inter,
+        world.rows_of, world.stamps)
     keep = 1.0 - TASTE_MODEL["drift_mix"]
     users = heldout_users(list(shop.users), args.users, args.seed)
     rng = np.random.default_rng(args.seed + 11)
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         fb = read_json_object(args.feedback_json)
         fb["bound"] = curves
         fb["bound_rule"] = result["rule"]
-        atomic_write_json(args.feedback_json, fb)
+        write_results_json(args.feedback_json, fb)
         if args.plot:
             plot_curves(fb, args.plot)
     return result
