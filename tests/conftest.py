@@ -92,6 +92,18 @@ def browser_model(tiny_sd) -> str:
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory, browser_model):
+    """`atelier serve` in a subprocess for one browser-test module (stopped by its pid at the end): its url, log,
+    output folder and A/B store. A module that must prepare the folder first defines its own `server`."""
+    from browser_tools import serve_app, skip_without_shop
+
+    skip_without_shop(tmp_path_factory)
+    tmp = tmp_path_factory.mktemp("serve")
+    with serve_app(tmp, browser_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
+        yield {"url": url, "log": log, "out": tmp / "out", "db": tmp / "ab.sqlite", "model": browser_model}
+
+
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """Headless Chromium through chromedriver (skipped where either is missing)."""
     from browser_tools import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM

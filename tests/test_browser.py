@@ -12,12 +12,11 @@ pass each, and two API sessions check that one's cancel leaves the other's job a
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 
 import pytest
-from browser_tools import SHOTS, click, count_images, serve_app, skip_without_shop, wait
+from browser_tools import SHOTS, click, count_images, wait
 
 # ~1 minute with start-up: run with `pytest -m browser tests/test_browser.py` (or `make test-slow`).
 pytestmark = [pytest.mark.browser]
@@ -25,13 +24,6 @@ pytestmark = [pytest.mark.browser]
 NAME_BOX = "#ab-new-name textarea, #ab-new-name input"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_model):
-    """`atelier serve` in a subprocess (our own process group; stopped by its pid at the end)."""
-    skip_without_shop(tmp_path_factory)
-    tmp = tmp_path_factory.mktemp("serve")
-    with serve_app(tmp, browser_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
-        yield {"url": url, "db": tmp / "ab.sqlite", "log": log, "out": tmp / "out"}
 
 
 def _tab(driver, label: str):

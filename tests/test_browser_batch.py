@@ -4,21 +4,14 @@ the old summary; the contact sheet is shown; every problem of a campaign is list
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
-from browser_tools import click, count_images, open_tab, serve_app, shot, skip_without_shop, text_of, wait
+from browser_tools import click, count_images, open_tab, shot, text_of, wait
 
 pytestmark = [pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_model):
-    skip_without_shop(tmp_path_factory)
-    tmp = tmp_path_factory.mktemp("serve-batch")
-    with serve_app(tmp, browser_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
-        yield {"url": url, "log": log, "out": tmp / "out", "model": browser_model}
 
 
 def _editor_text(d) -> str:

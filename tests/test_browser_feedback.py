@@ -8,21 +8,14 @@ show the condition before and after (what changed), and the updated condition mu
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest
-from browser_tools import SHOTS, click, count_images, serve_app, skip_without_shop, wait
+from browser_tools import SHOTS, click, count_images, wait
 
 pytestmark = [pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_model):
-    skip_without_shop(tmp_path_factory)
-    tmp = tmp_path_factory.mktemp("serve-loop")
-    with serve_app(tmp, browser_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
-        yield {"url": url, "db": tmp / "ab.sqlite", "log": log}
 
 
 def _text(driver, elem_id: str) -> str:

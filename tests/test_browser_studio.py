@@ -7,24 +7,17 @@ errors at the top with Gradio's temporary path, headlines borrowed from the shop
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import pytest
-from browser_tools import (click, count_images, open_tab, pick, serve_app, set_value, shot, skip_without_shop,
+from browser_tools import (click, count_images, open_tab, pick, set_value, shot,
                            text_of, upload, value_of, wait)
 
 pytestmark = [pytest.mark.browser]
 STUDIO = "Background & banner studio"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, browser_model):
-    skip_without_shop(tmp_path_factory)
-    tmp = tmp_path_factory.mktemp("serve-studio")
-    with serve_app(tmp, browser_model, os.environ.get("ATELIER_BROWSER_STEPS", "2")) as (url, _, log):
-        yield {"url": url, "log": log, "out": tmp / "out"}
 
 
 def _pngs(out_dir, pipeline: str) -> list:
