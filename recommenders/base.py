@@ -22,6 +22,7 @@ MODEL_CLASSES: dict[str, str] = {
     "multivae": "recommenders.multivae:MultiVAE",
     "diffrec": "recommenders.diffrec:DiffRec",
     "ldiffrec": "recommenders.ldiffrec:LDiffRec",
+    "giffcf": "recommenders.giffcf:GiffCF",
     "seq-mostpop": "recommenders.seq_mostpop:SeqMostPop",
     "sasrec": "recommenders.sasrec:SASRec",
     "gru4rec": "recommenders.gru4rec:GRU4Rec",

@@ -23,7 +23,7 @@ from core.errors import InputError
 
 from .metrics import coverage, mean_popularity, ranking_metrics, topk
 
-CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec")
+CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec", "giffcf")
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASTE_TOP_N = 3  # taste recall counts each user's 3 favourite values of every attribute kind
 TABLE_COLUMNS = ("recall@20", "ndcg@20", "recall@50", "train_s", "ms_per_user", "single_ms", "coverage@20",

@@ -22,7 +22,7 @@ from core.errors import InputError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec")
+CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec", "giffcf")
 SEQ_MODELS = ("sasrec", "gru4rec", "dreamrec", "seq-mostpop")
 SEQ_ALIASES = {"mostpop": "seq-mostpop", "pop": "seq-mostpop"}
 KIND_WORDS = {"cf": "CF", "seq": "sequence"}

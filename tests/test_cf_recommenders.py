@@ -55,7 +55,7 @@ def test_load_refuses_weights_that_do_not_match_the_config(data, tmp_path):
     CFRecommender.load(tmp_path / "b")  # an intact pair loads
 
 
-@pytest.mark.parametrize("name", ["itemknn", "ease", "multivae", "diffrec", "ldiffrec"])
+@pytest.mark.parametrize("name", ["itemknn", "ease", "multivae", "diffrec", "ldiffrec", "giffcf"])
 def test_models_learn_the_group_structure(name, data):
     """Each personalised model ranks the user's own half of the catalog above the other half."""
     cfg = dict(TINY[name])

@@ -63,6 +63,8 @@ MODELS = {  # every model trained in epochs, tiny settings; 5 epochs, no early s
     "ldiffrec": {"n_clusters": 2, "latent": 8, "hidden": [16], "steps": 5, "batch_size": 16, "epochs": 5,
                  "patience": 10},
     "multivae": {"hidden": [16], "latent": 8, "batch_size": 16, "epochs": 5, "patience": 10, "anneal_steps": 10},
+    "giffcf": {"embed_dim": 8, "batch_size": 16, "epochs": 5, "patience": 10, "eval_every": 1, "noise_scale": 0.1,
+               "ideal_weight": 0.3, "ideal_cutoff": 4},
     "sasrec": {"hidden": 16, "n_layers": 1, "max_len": 5, "batch_size": 64, "epochs": 5, "patience": 10,
                "select_k": 5, "lr": 5e-3},
     "gru4rec": {"hidden": 16, "max_len": 5, "batch_size": 64, "epochs": 5, "patience": 10, "select_k": 5,
@@ -70,7 +72,7 @@ MODELS = {  # every model trained in epochs, tiny settings; 5 epochs, no early s
     "dreamrec": {"hidden": 16, "max_len": 5, "batch_size": 64, "epochs": 5, "patience": 10, "select_k": 5,
                  "num_train_timesteps": 50, "sampling_steps": 3, "lr": 5e-3},
 }
-CF_MODELS = ("diffrec", "ldiffrec", "multivae")
+CF_MODELS = ("diffrec", "ldiffrec", "multivae", "giffcf")
 
 
 @pytest.fixture(scope="module")

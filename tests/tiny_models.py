@@ -240,6 +240,7 @@ TINY = {
                 "sampling_steps": 3},
     "ldiffrec": {"n_clusters": 2, "latent": 8, "hidden": [16], "epochs": 3, "batch_size": 16, "steps": 5,
                  "vae_dropout": 0.0},
+    "giffcf": {"embed_dim": 8, "epochs": 3, "batch_size": 16, "eval_every": 1, "patience": 5},
 }
 
 
