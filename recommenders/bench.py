@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import InputError
 
-from .metrics import coverage, mean_popularity, ranking_metrics, topk
+from .metrics import capped_recall, coverage, mean_popularity, ranking_metrics, topk
 
 CF_MODELS = ("mostpop", "itemknn", "ease", "multivae", "diffrec", "ldiffrec", "giffcf")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -127,6 +127,7 @@ def evaluate(model, data, *, k: int = 20, tastes: dict | None = None, catalog=No
     out[f"valid_recall@{k}"] = valid[f"recall@{k}"]
     top = topk(scores, k, exclude=seen)
     counts = np.asarray(data.train.sum(0)).ravel()
+    out[f"capped_recall@{k}"] = capped_recall(top, data.test)
     out[f"coverage@{k}"] = coverage(top, data.n_items)
     out[f"popularity@{k}"] = mean_popularity(top, counts)
     if latency:

@@ -82,6 +82,15 @@ def metrics_from_top(top: np.ndarray, ground_truth, ks=DEFAULT_KS) -> dict[str, 
     return out
 
 
+def capped_recall(top: np.ndarray, ground_truth, k: int = 20) -> float:
+    """Recall@k with hits divided by min(|relevant|, k) instead of |relevant| (LightGCN's and GiffCF's
+    code; their published Recall@20 is this figure): equal to Recall@k for users with at most k relevant
+    items, higher for the others. Reported beside Recall@k so their numbers compare on one scale."""
+    hits, n_rel = _relevance(np.asarray(top)[:, :k], ground_truth)
+    valid = n_rel > 0
+    return float((hits.sum(1) / np.maximum(np.minimum(n_rel, k), 1))[valid].mean()) if valid.any() else 0.0
+
+
 def coverage(top: np.ndarray, n_items: int) -> float:
     """Share of the catalog that appears in at least one user's list."""
     return float(len(np.unique(top)) / n_items)

@@ -91,3 +91,16 @@ def test_coverage_and_mean_popularity():
     top = np.array([[0, 1], [1, 2]])
     assert coverage(top, 4) == pytest.approx(3 / 4)
     assert mean_popularity(top, np.array([10, 5, 1, 0])) == pytest.approx((10 + 5 + 5 + 1) / 4)
+
+
+def test_capped_recall_divides_by_min_of_relevant_and_k():
+    """GiffCF's / LightGCN's Recall@k: hits / min(|relevant|, k); equal to Recall@k when |relevant| <= k."""
+    import scipy.sparse as sp
+
+    from recommenders.metrics import capped_recall, metrics_from_top
+
+    top = np.array([[0, 1, 2], [0, 1, 2]])
+    gt = sp.csr_matrix(np.array([[1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 1]], dtype=np.float32))
+    # user 0: 3 hits of 6 relevant -> recall 0.5, capped 3 / min(6, 3) = 1; user 1: 1 of 2 -> 0.5 both ways
+    assert capped_recall(top, gt, k=3) == pytest.approx(0.75)
+    assert metrics_from_top(top, gt, ks=(3,))["recall@3"] == pytest.approx(0.5)
