@@ -27,7 +27,7 @@ User = Annotated[Optional[str], typer.Option("--user", help="Shopper id (its con
 ConditionFile = Annotated[Optional[Path], typer.Option("--condition", help="A PreferenceCondition JSON file instead of --user.")]
 Shop = Annotated[str, typer.Option("--shop", help="'demo' or a shop folder (catalog + interactions.csv).")]
 Recommender = Annotated[str, typer.Option("--recommender", help="Backbone that makes the condition: any registered "
-                                          "recommender (mostpop, itemknn, ease, multivae, diffrec, ldiffrec, "
+                                          "recommender (mostpop, itemknn, ease, multivae, diffrec, ldiffrec, giffcf, "
                                           "seq-mostpop, sasrec, gru4rec, dreamrec), fitted on the shop.")]
 RecommenderDir = Annotated[Optional[Path], typer.Option("--recommender-dir", help="A folder written by `atelier rec "
                                                         "train` (instead of fitting --recommender).")]

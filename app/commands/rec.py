@@ -191,7 +191,7 @@ def _eval_seq(rec, model_dir, data, split, sampler, steps, guidance, seed, retri
 @app.command("train")
 def train(
     data: str = typer.Option(..., "--data", help="Benchmark folder, interactions CSV, or 'demo'."),
-    model: str = typer.Option(..., "--model", help="CF: mostpop, itemknn, ease, multivae, diffrec, ldiffrec; "
+    model: str = typer.Option(..., "--model", help="CF: mostpop, itemknn, ease, multivae, diffrec, ldiffrec, giffcf; "
                                                    "sequential: mostpop, sasrec, gru4rec, dreamrec."),
     out: Path = typer.Option(..., "--out", help="Folder for config.json + model.safetensors.", callback=options.out_dir),
     seed: int = typer.Option(0, "--seed", callback=options.check_seed),
@@ -210,7 +210,7 @@ def train(
 
     Sequential data (zhihu, amazon-beauty; `--data demo` with a sequential model) trains a next-item
     model. The folder also gets training.json (data, seed, the training log: the same keys for every
-    model). Models trained in epochs (diffrec, ldiffrec, multivae, sasrec, gru4rec, dreamrec)
+    model). Models trained in epochs (diffrec, ldiffrec, giffcf, multivae, sasrec, gru4rec, dreamrec)
     checkpoint every epoch in OUT/.checkpoint:
     rerunning a stopped command resumes after the last finished epoch and ends with the same model.
     """
