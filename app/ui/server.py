@@ -25,6 +25,7 @@ TABS = (  # (module in app.ui, tab label, elem id)
     ("outfit", "Outfit", "tab-outfit"),
     ("ab_tab", "A/B ranking", "tab-ab"),
     ("batch_tab", "Batch", "tab-batch"),
+    ("xy_plot", "X/Y plot", "tab-xy"),
 )
 
 
