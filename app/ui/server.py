@@ -26,6 +26,7 @@ TABS = (  # (module in app.ui, tab label, elem id)
     ("ab_tab", "A/B ranking", "tab-ab"),
     ("batch_tab", "Batch", "tab-batch"),
     ("xy_plot", "X/Y plot", "tab-xy"),
+    ("history", "History", "tab-history"),
 )
 
 
