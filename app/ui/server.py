@@ -57,16 +57,27 @@ def build_blocks(ws: Workspace):
     with gr.Blocks(title="Atelier", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("## Atelier: personalized product images, banners and outfits")
         shared: dict[str, Any] = {"last_generation": gr.State(None), "loaders": []}
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            shared["tabs"] = tabs
             for module, label, elem_id in TABS:
                 with gr.Tab(label, id=elem_id, elem_id=elem_id):
                     try:
                         importlib.import_module(f"app.ui.{module}").build(ws, shared)
                     except (ImportError, Unavailable) as e:
                         gr.Markdown(f"**Not available in this build:** {e}")
+        _link_tabs(ws, shared)
         for fn, inputs, outputs in shared["loaders"]:
             blocks.load(fn, inputs, outputs, api_visibility="private")
     return blocks
+
+
+def _link_tabs(ws: Workspace, shared: dict[str, Any]) -> None:
+    """Events that span two tabs, wired once every tab is built (Shopper's "Send to Studio")."""
+    try:
+        from .send_to_studio import link
+    except ImportError:
+        return
+    link(ws, shared)
 
 
 def _api_router(auth: tuple[str, str] | None, ws: Workspace):

@@ -213,6 +213,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             images = gr.Gallery(label="Personalized product images (best first)", columns=4, height=300,
                                 object_fit="contain",
                                 elem_id="shopper-images")
+            with gr.Row():
+                send_btn = gr.Button("Send to Studio (the selected image, or the first)", size="sm",
+                                     elem_id="shopper-send-studio", scale=0)
+                send_status = gr.Markdown(elem_id="shopper-send-status")
     with gr.Group():
         gr.Markdown("### Which do you prefer?\nTwo creatives chosen to tell the most about what is still "
                     "uncertain; each answer is stored and updates the shopper's condition.")
@@ -356,3 +360,13 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event, loop_gen_event], queue=False,
                    api_visibility="private")
     shared["loaders"].append((on_recommend, inputs, rec_outputs))
+
+    selected = gr.State(None)  # the gallery position last clicked (None: the first image)
+
+    def on_select(evt: gr.SelectData):
+        return evt.index
+
+    images.select(on_select, None, [selected], queue=False, api_visibility="private")
+    images.change(lambda: None, None, [selected], queue=False, api_visibility="private")
+    shared["send_to_studio"] = (send_btn, selected)  # wired to the Studio by app.ui.send_to_studio.link
+    shared["send_status"] = send_status

@@ -314,6 +314,8 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                                         object_fit="contain")
             download = gr.File(label="Download all (zip)", interactive=False, elem_id="studio-zip")
     last_seed = gr.State(None)
+    shared["studio"] = {"product": product, "item": item, "prompt": prompt, "user": user, "status": status,
+                        "user_values": user_values | {""}}  # what the Shopper's "Send to Studio" fills
 
     def on_product(item_id, upload):
         if upload:
