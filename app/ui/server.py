@@ -35,7 +35,9 @@ class ServerLimits:
     """Queue and upload limits of one server."""
 
     queue_size: int = 32  # waiting events beyond this are refused with "queue full"
-    concurrency: int = 1  # generation jobs running at once per event (CPU: one at a time is fastest)
+    # callbacks running at once per event; generation events let `waiting.WAITING_ROOM` in, where they take turns
+    # one pipeline call at a time, first come first served, each told its place (`app.ui.waiting`)
+    concurrency: int = 1
     max_file_size: str | int = "20mb"  # a size such as 20mb, or bytes
 
 

@@ -14,7 +14,8 @@ from core import limits
 from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
-from .engine import CONCURRENCY_ID
+from .engine import GENERATION_EVENT
+from .waiting import gradio_waiting, reporting
 from .workspace import Unavailable, Workspace, session_id
 
 AXES = ("backbone", "seed", "steps", "guidance")
@@ -185,7 +186,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             tracker = RunProgress(total, gradio_reporter(progress))
             progress(0, desc=progress_line(0, total, 0))
             out_dir = ws.session_dir(sid, "xy")
-            with JOBS.job(sid, "xy"), tracker.counting():
+            with JOBS.job(sid, "xy"), reporting(gradio_waiting(progress)), tracker.counting():
                 made, sheet_path = run_grid(ws, user_history(ws, uid), uid, base, xk, xs, yk, ys, out_dir,
                                             category=None if category_ == "any" else category_)
         except (InputError, Unavailable) as e:
@@ -197,6 +198,6 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                 str(sheet_path), cell_gallery(made, out_dir))
 
     event = go.click(on_generate, [user, category, x_kind, x_values, y_kind, y_values, backbone, seed, steps,
-                                   guidance], [status, sheet, cells], concurrency_id=CONCURRENCY_ID,
+                                   guidance], [status, sheet, cells], **GENERATION_EVENT,
                      api_name="xy_generate", show_progress_on=[status])
     stop.click(cancel_handler("xy"), None, None, cancels=[event], queue=False, api_visibility="private")
