@@ -99,7 +99,8 @@ def run_details(run: Run, out_root: Path) -> tuple[list[tuple[str, str]], str]:
              f"**Prompt:** {first.prompt}"]
     if first.negative_prompt:
         lines.append(f"**Negative prompt:** {first.negative_prompt}")
-    lines.append(f"**Model:** {first.base_model} · **steps** {first.steps} · **guidance** {first.guidance} · "
+    model = Path(first.base_model).name if Path(first.base_model).is_absolute() else first.base_model
+    lines.append(f"**Model:** {model} · **steps** {first.steps} · **guidance** {first.guidance} · "
                  f"**size** {first.width}x{first.height} · **seeds** {seeds}")
     if run.backbone or first.user_id:
         lines.append(f"**Shopper:** {first.user_id or '—'} · **backbone:** {run.backbone or '—'}")
