@@ -88,7 +88,8 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
             "banner": [{"size": f"{c.width}x{c.height}", **c.extra.get("checks", {}), **c.scores} for c in banner.creatives],
             "outfit": [{"category": c.extra.get("category"), "retrieved": c.extra.get("retrieved_item")} for c in outfit.creatives],
         }
-        sections.append(_section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, udir, out))
+        buy = {c.creative_id: buy_link(data.catalog, c.extra.get("retrieved_item"), udir, out) for c in outfit.creatives}
+        sections.append(_section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, udir, out, buy))
     summary["seconds"] = round(time.time() - t0, 1)
     atomic_write_json(out / "summary.json", summary)
     page = out / "index.html"
@@ -115,7 +116,18 @@ def _fmt_scores(scores: dict) -> str:
     return " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items()) if isinstance(v, (int, float)) and k != "rank")
 
 
-def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, udir: Path, root: Path) -> str:
+def buy_link(catalog, item_id: str | None, udir: Path, root: Path) -> str:
+    """'<a href="...">title (id)</a>' for a catalog item to buy: the link opens its catalog picture, copied next
+    to the page; a missing or unknown id is shown as plain text."""
+    e = html.escape
+    if not item_id or item_id not in catalog:
+        return e(str(item_id))
+    href = _thumb(catalog.image_file(item_id), udir / "buy" / f"{safe_name(item_id)}.png", root)
+    return f'<a href="{e(href)}" title="{e(item_id)}">{e(catalog[item_id].title)} ({e(item_id)})</a>'
+
+
+def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, udir: Path, root: Path,
+             buy: dict[str, str]) -> str:
     from recommenders.preference import why_line
 
     e = html.escape
@@ -131,7 +143,7 @@ def _section(user, truth, cond, hist_imgs, rec_imgs, product, banner, outfit, ud
         f"<figcaption>{c.width}x{c.height} {e(_fmt_scores(c.scores))}</figcaption></figure>" for c in banner.creatives)
     pieces = "".join(
         f'<figure><img src="{e(_rel(udir / "outfit" / (c.creative_id + ".png"), root))}" height="96">'
-        f"<figcaption>generated {e(str(c.extra.get('category')))}<br>&rarr; buy {e(str(c.extra.get('retrieved_item')))}"
+        f"<figcaption>generated {e(str(c.extra.get('category')))}<br>&rarr; buy {buy[c.creative_id]}"
         f"</figcaption></figure>" for c in outfit.creatives)
     return (f"<section><h2>Shopper {e(user)}</h2>"
             f"<p><b>True taste</b> (demo ground truth): {e(truth_txt)}<br><b>Recommender condition</b>: {e(cond_txt)}"

@@ -71,7 +71,7 @@ def test_cancel_buttons_call_the_per_session_cancel(tmp_path):
     blocks = build_blocks(ws)
     fns = list(blocks.fns.values() if isinstance(blocks.fns, dict) else blocks.fns)
     cancel = {f.fn.__name__: f for f in fns if f.fn is not None and f.fn.__name__.startswith("cancel_")}
-    assert set(cancel) == {"cancel_shopper", "cancel_studio", "cancel_outfit", "cancel_batch"}
+    assert set(cancel) == {"cancel_shopper", "cancel_studio", "cancel_outfit", "cancel_batch", "cancel_xy"}
 
     class Req:
         def __init__(self, session):

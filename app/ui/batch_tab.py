@@ -15,8 +15,9 @@ from typing import Any
 
 from core.errors import InputError
 
-from .cancel import JOBS, Cancelled, check_cancelled
-from .engine import CONCURRENCY_ID, GENERATION_LOCK
+from .cancel import JOBS, Cancelled
+from .engine import GENERATION_EVENT, generation_turn
+from .waiting import gradio_waiting, reporting
 from .workspace import Unavailable, Workspace, session_id
 
 
@@ -117,8 +118,7 @@ def run_campaign_text(ws: Workspace, text: str, job_dir: Path, *, progress: bool
     if len(problems) > 1:  # every problem listed, not "(and 1 more problem)"
         raise InputError("the campaign has {} problems: {}".format(len(problems), "; ".join(problems)))
     check_campaign(ws, campaign_file)
-    with GENERATION_LOCK:
-        check_cancelled()  # cancelled while another session's job ran: start nothing
+    with generation_turn():  # the whole campaign is one turn (its runner builds its own pipelines)
         summary = run_campaign(campaign_file, output_root=job_dir, device=ws.config.device, progress=progress)
     out_dir = Path(summary.output_dir)
     return {**summary.to_dict(), "zip": str(zip_folder(out_dir, job_dir / f"{out_dir.name}.zip"))}
@@ -245,7 +245,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         try:
             job_dir = campaign_dir(ws, sid, text or "")
             _RUNNING[sid] = job_dir
-            with JOBS.job(sid, "batch"):
+            with JOBS.job(sid, "batch"), reporting(gradio_waiting(progress)):
                 res = run_campaign_text(ws, text, job_dir)
         except InputError as e:  # the editor is the file: its line numbers, never the server's path
             yield f"Error: {InputError(e.problem, 'campaign.yaml' if e.line else None, e.line)}", [], "", None
@@ -275,7 +275,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
 
     example.input(on_example, [example], [editor], api_visibility="private", queue=False)
     upload.upload(on_upload, [upload], [editor, status], api_visibility="private", queue=False)
-    event = run_btn.click(on_run, [editor], [status, gallery, sheet, download], concurrency_id=CONCURRENCY_ID,
+    event = run_btn.click(on_run, [editor], [status, gallery, sheet, download], **GENERATION_EVENT,
                           api_name="batch_run", show_progress_on=[status])
     stop_btn.click(cancel_batch, None, [status, gallery, sheet, download], cancels=[event], queue=False,
                    api_visibility="private")

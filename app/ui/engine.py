@@ -2,24 +2,41 @@
 one job at a time.
 
 Diffusers pipelines keep mutable state (the scheduler's timesteps), so two requests must never
-run one pipeline at the same moment: every run holds `GENERATION_LOCK`, and the UI gives all
-generation events one Gradio concurrency group, so waiting jobs queue in order per session.
-A session's Cancel stops its own running job at the next denoising step (`app.ui.cancel`).
+run one pipeline at the same moment: every run takes its turn in the waiting line
+(`app.ui.waiting.LINE`, first come first served, each waiter told its place) and then holds
+`GENERATION_LOCK`. The UI gives all generation events one Gradio concurrency group of
+`WAITING_ROOM` callbacks. A session's Cancel stops its own running job at the next denoising step,
+or takes it out of the line (`app.ui.cancel`).
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from core.errors import InputError
 
 from .cancel import check_cancelled
+from .waiting import LINE, WAITING_ROOM, current_report
 from .workspace import Unavailable, Workspace
 
 GENERATION_LOCK = threading.Lock()
 CONCURRENCY_ID = "generation"  # Gradio concurrency group shared by every event that runs a pipeline
+# The keyword arguments of every generation event: one group, `WAITING_ROOM` callbacks let in (Gradio keeps the
+# group's lowest limit, so all of them must say the same), each waiting in `LINE` for its turn.
+GENERATION_EVENT = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": WAITING_ROOM}
+
+
+@contextmanager
+def generation_turn() -> Iterator[None]:
+    """This thread's turn at the pipelines: wait in line (position told to `waiting.reporting`), then the lock."""
+    with LINE.turn(current_report()):
+        check_cancelled()
+        with GENERATION_LOCK:
+            check_cancelled()  # cancelled while waiting: start nothing
+            yield
 
 
 def spec(ws: Workspace):
@@ -83,8 +100,7 @@ def run(ws: Workspace, kind: str, out_dir: Path, *args: Any, **kwargs: Any) -> l
     pipe = pipeline(ws, kind)
     kwargs.setdefault("steps", ws.config.steps)
     check_cancelled()
-    with GENERATION_LOCK:
-        check_cancelled()  # cancelled while waiting for another session's job: start nothing
+    with generation_turn():
         out = pipe(*args, **kwargs)
     out.save(out_dir, Manifest(Path(out_dir) / "manifest.jsonl"))
     return out.creatives

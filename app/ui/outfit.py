@@ -7,7 +7,8 @@ from typing import Any
 from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
-from .engine import CONCURRENCY_ID, run
+from .engine import GENERATION_EVENT, run
+from .waiting import gradio_waiting, reporting
 from .workspace import Unavailable, Workspace, session_id
 
 MAX_PRESENT = 4
@@ -80,7 +81,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
 
     def on_generate(user_, present_, seed_, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         try:
-            with JOBS.job(session_id(request), "outfit"):
+            with JOBS.job(session_id(request), "outfit"), reporting(gradio_waiting(progress)):
                 condition = recommend(ws, models[0], user_history(ws, user_), user_id=user_) if user_ else None
                 out_dir = ws.session_dir(session_id(request), "outfit")
                 creatives = complete_outfit(ws, condition, list(present_ or []), out_dir, seed=int(seed_ or 0))
@@ -92,5 +93,5 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         return (f"Completed with {len(creatives)} piece(s).", item_gallery(ws, list(present_)), made, bought)
 
     event = go.click(on_generate, [user, present, seed], [status, chosen, pieces, items],
-                     concurrency_id=CONCURRENCY_ID, api_name="outfit_complete")
+                     **GENERATION_EVENT, api_name="outfit_complete")
     stop.click(cancel_handler("outfit"), None, None, cancels=[event], queue=False, api_visibility="private")

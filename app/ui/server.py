@@ -25,6 +25,8 @@ TABS = (  # (module in app.ui, tab label, elem id)
     ("outfit", "Outfit", "tab-outfit"),
     ("ab_tab", "A/B ranking", "tab-ab"),
     ("batch_tab", "Batch", "tab-batch"),
+    ("xy_plot", "X/Y plot", "tab-xy"),
+    ("history", "History", "tab-history"),
 )
 
 
@@ -33,7 +35,9 @@ class ServerLimits:
     """Queue and upload limits of one server."""
 
     queue_size: int = 32  # waiting events beyond this are refused with "queue full"
-    concurrency: int = 1  # generation jobs running at once per event (CPU: one at a time is fastest)
+    # callbacks running at once per event; generation events let `waiting.WAITING_ROOM` in, where they take turns
+    # one pipeline call at a time, first come first served, each told its place (`app.ui.waiting`)
+    concurrency: int = 1
     max_file_size: str | int = "20mb"  # a size such as 20mb, or bytes
 
 
@@ -55,16 +59,27 @@ def build_blocks(ws: Workspace):
     with gr.Blocks(title="Atelier", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("## Atelier: personalized product images, banners and outfits")
         shared: dict[str, Any] = {"last_generation": gr.State(None), "loaders": []}
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            shared["tabs"] = tabs
             for module, label, elem_id in TABS:
                 with gr.Tab(label, id=elem_id, elem_id=elem_id):
                     try:
                         importlib.import_module(f"app.ui.{module}").build(ws, shared)
                     except (ImportError, Unavailable) as e:
                         gr.Markdown(f"**Not available in this build:** {e}")
+        _link_tabs(ws, shared)
         for fn, inputs, outputs in shared["loaders"]:
             blocks.load(fn, inputs, outputs, api_visibility="private")
     return blocks
+
+
+def _link_tabs(ws: Workspace, shared: dict[str, Any]) -> None:
+    """Events that span two tabs, wired once every tab is built (Shopper's "Send to Studio")."""
+    try:
+        from .send_to_studio import link
+    except ImportError:
+        return
+    link(ws, shared)
 
 
 def _api_router(auth: tuple[str, str] | None, ws: Workspace):

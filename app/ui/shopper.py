@@ -13,7 +13,8 @@ import numpy as np
 from core.errors import InputError
 
 from .cancel import JOBS, Cancelled, cancel_handler, cancelled_status
-from .engine import CONCURRENCY_ID
+from .engine import GENERATION_EVENT
+from .waiting import gradio_waiting, reporting
 from .workspace import Unavailable, Workspace, session_id
 
 MAX_UPLOAD_BYTES = 2_000_000  # a "small interaction history": refuse anything bigger before parsing
@@ -213,6 +214,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             images = gr.Gallery(label="Personalized product images (best first)", columns=4, height=300,
                                 object_fit="contain",
                                 elem_id="shopper-images")
+            with gr.Row():
+                send_btn = gr.Button("Send to Studio (the selected image, or the first)", size="sm",
+                                     elem_id="shopper-send-studio", scale=0)
+                send_status = gr.Markdown(elem_id="shopper-send-status")
     with gr.Group():
         gr.Markdown("### Which do you prefer?\nTwo creatives chosen to tell the most about what is still "
                     "uncertain; each answer is stored and updates the shopper's condition.")
@@ -304,7 +309,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
         from recommenders.condition import PreferenceCondition
 
         try:
-            with JOBS.job(session_id(request), "shopper"):
+            with JOBS.job(session_id(request), "shopper"), reporting(gradio_waiting(progress)):
                 if cond is None:
                     uid, hist = resolve_history(user_id, upload_path)
                     cond = recommend(ws, model_name, hist, user_id=uid).to_dict()
@@ -346,13 +351,23 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     pick_a.click(on_pick_a, pick_inputs, pick_outputs, api_name="shopper_loop_pick_a")
     pick_b.click(on_pick_b, pick_inputs, pick_outputs, api_name="shopper_loop_pick_b")
     gen_event = generate_btn.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
-                                   [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
+                                   [status, images, condition, last], **GENERATION_EVENT,
                                    api_name="shopper_generate")
     loop_gen_event = loop_gen.click(on_generate, [condition, user, upload, model, category, seed, n_cand],
-                                    [status, images, condition, last], concurrency_id=CONCURRENCY_ID,
+                                    [status, images, condition, last], **GENERATION_EVENT,
                                     api_name="shopper_loop_generate")
     # Cancel only this session's events: Gradio scopes `cancels` to the session that clicked, and
     # `cancel_handler` stops this session's running denoising loop at its next step.
     stop_btn.click(cancel_handler("shopper"), None, None, cancels=[rec_event, gen_event, loop_gen_event], queue=False,
                    api_visibility="private")
     shared["loaders"].append((on_recommend, inputs, rec_outputs))
+
+    selected = gr.State(None)  # the gallery position last clicked (None: the first image)
+
+    def on_select(evt: gr.SelectData):
+        return evt.index
+
+    images.select(on_select, None, [selected], queue=False, api_visibility="private")
+    images.change(lambda: None, None, [selected], queue=False, api_visibility="private")
+    shared["send_to_studio"] = (send_btn, selected)  # wired to the Studio by app.ui.send_to_studio.link
+    shared["send_status"] = send_status

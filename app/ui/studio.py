@@ -22,8 +22,9 @@ from core.errors import InputError
 from core.validate import check_prompt
 
 from .cancel import JOBS, Cancelled
-from .engine import CONCURRENCY_ID, run
+from .engine import GENERATION_EVENT, run
 from .progress import RunProgress, gradio_reporter
+from .waiting import gradio_waiting, reporting
 from .workspace import Unavailable, Workspace, session_id
 
 MAX_SIDE = limits.UPLOAD_SIDE  # pixels; bigger uploads are refused before any work
@@ -314,6 +315,8 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                                         object_fit="contain")
             download = gr.File(label="Download all (zip)", interactive=False, elem_id="studio-zip")
     last_seed = gr.State(None)
+    shared["studio"] = {"product": product, "item": item, "prompt": prompt, "user": user, "status": status,
+                        "user_values": user_values | {""}}  # what the Shopper's "Send to Studio" fills
 
     def on_product(item_id, upload):
         if upload:
@@ -349,7 +352,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
             kinds = [("background", seed_value + i) for i in range(int(n_bg_))] + [("banner", s) for s in sizes_]
             texts = None
             for kind, part in kinds:  # one pipeline call per image: each is on screen (and kept) once done
-                with JOBS.job(sid, "studio"), tracker.counting():
+                with JOBS.job(sid, "studio"), reporting(gradio_waiting(progress)), tracker.counting():
                     made = make_creatives(
                         ws, condition, product_path, out_dir, item_id=item_ or None,
                         sizes=[part] if kind == "banner" else [], backgrounds=1 if kind == "background" else 0,
@@ -418,7 +421,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
                         api_visibility="private")
     event = go.click(on_generate, [item, product, mask, user, sizes, n_bg, headline, cta, prompt, negative, steps,
                                    guidance, size, seed],
-                     [status, bg_gallery, banner_gallery, download, last_seed, used], concurrency_id=CONCURRENCY_ID,
+                     [status, bg_gallery, banner_gallery, download, last_seed, used], **GENERATION_EVENT,
                      api_name="studio_generate", show_progress_on=[status])
     stop.click(cancel_studio, None, [status, bg_gallery, banner_gallery, download], cancels=[event], queue=False,
                api_visibility="private")
