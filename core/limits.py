@@ -40,7 +40,7 @@ def _plain(x: float) -> str:
 
 
 # -- generation -------------------------------------------------------------------------------------
-STEPS = Bound(1, 1000)  # denoising steps of one image
+STEPS = Bound(1, 500)  # denoising steps of one image (SD schedulers with steps_offset 1 fail at 1000 of 1000)
 GUIDANCE = Bound(0.0, 50.0)  # classifier-free guidance scale
 CANDIDATES = Bound(1, 256)  # images per request (or per prompt and round in the reward loop)
 SEED = Bound(0, 2**32 - 1)  # numpy seeds are 32-bit (torch.Generator takes more; numpy would wrap them)

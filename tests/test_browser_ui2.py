@@ -120,7 +120,8 @@ def test_history_lists_past_runs_newest_first_and_opens_one(server, browser):
 
 
 def test_second_session_sees_its_place_in_line(server, browser):
-    """Session 1 runs two 900-step X/Y cells; session 2 (another browser tab) generates in the Shopper and is told
+    """Session 1 runs four 500-step X/Y cells (500: the most steps a request takes); session 2 (another tab)
+    generates in the Shopper and is told
     it waits with 1 job ahead; session 1's Cancel lets it through."""
     from selenium.webdriver.common.by import By
 
@@ -128,11 +129,11 @@ def test_second_session_sees_its_place_in_line(server, browser):
     open_tab(d, server["url"], "X/Y plot")
     first = d.current_window_handle
     wait(d, "the X values box", lambda d: value_of(d, "xy-x-values") == "0, 1", timeout=120)
-    _type(d, "xy-x-values", "0, 1")
-    _type(d, "xy-y-values", "900")
+    _type(d, "xy-x-values", "0, 1, 2, 3")
+    _type(d, "xy-y-values", "500")
     _js_click(d, d.find_element(By.ID, "xy-generate"))
     # a step done: session 1 holds the pipelines (not still loading the model, where session 2 could overtake it)
-    wait(d, "session 1's first steps", lambda d: re.search(r"step [1-9]\d*/1800", _content(d, "xy-status")),
+    wait(d, "session 1's first steps", lambda d: re.search(r"step [1-9]\d*/2000", _content(d, "xy-status")),
          timeout=300)
 
     d.switch_to.new_window("tab")  # a second Gradio session

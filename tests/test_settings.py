@@ -2,6 +2,8 @@
 pydantic settings classes (core.settings), each mistake one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.errors import InputError
@@ -21,7 +23,7 @@ def test_one_bound_per_setting_is_shared_by_flags_campaigns_and_pipelines():
         ModelSpec(steps=limits.STEPS.high + 1)
     ModelSpec(steps=limits.STEPS.high)
     assert limits.STEPS.check(5, "steps") == 5
-    with pytest.raises(InputError, match="steps must be between 1 and 1000, got 0"):
+    with pytest.raises(InputError, match="steps must be between 1 and 500, got 0"):
         limits.STEPS.check(0, "steps")
     assert 4096 in limits.IMAGE_SIDE and 31 not in limits.IMAGE_SIDE
 
@@ -95,3 +97,19 @@ def test_settings_classes_refuse_bad_values_naming_the_flag():
         assert str(err.value).startswith(flag + ":") and "\n" not in str(err.value), str(err.value)
     cfg = DPOTrainConfig(rank=4, beta=5000.0)
     assert asdict(cfg)["rank"] == 4 and asdict(cfg)["caption_dropout"] == 0.0  # still a dataclass
+
+
+def test_the_steps_bound_runs_on_the_shipped_scheduler():
+    """The most steps a request may ask for must run: SD's DDIM (steps_offset 1) indexed past its 1000
+    training steps at 1000 inference steps (IndexError), which the bound used to allow."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from core import limits
+
+    s = DDIMScheduler.from_pretrained(Path(__file__).resolve().parents[1] / "assets/models/demo-sd/scheduler")
+    s.set_timesteps(int(limits.STEPS.high))
+    x = torch.zeros(1, 4, 8, 8)
+    for t in s.timesteps[:2]:
+        x = s.step(torch.zeros_like(x), t, x).prev_sample
+    assert torch.isfinite(x).all()
