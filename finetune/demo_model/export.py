@@ -57,11 +57,21 @@ def assemble_controlnet(out_dir: str | Path, dest: str | Path | None = None) -> 
     return dest
 
 
+def assemble_upscaler(out_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """Write `dest` (default OUT/demo-upscaler) from OUT/upscaler (fp32: it is small)."""
+    out_dir = Path(out_dir)
+    dest = Path(dest) if dest else out_dir / "demo-upscaler"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(out_dir / "upscaler", dest)
+    return dest
+
+
 def install(out_dir: str | Path, models_dir: str | Path = MODELS_DIR, report: dict | None = None) -> list[Path]:
     """Copy the finished folders into `assets/models/` (what `load_sd_pipeline("demo")` reads)."""
     out_dir, models_dir = Path(out_dir), Path(models_dir)
     copied = []
-    for name in ("demo-sd", "demo-controlnet", "demo-clip", "attribute-classifier"):
+    for name in ("demo-sd", "demo-controlnet", "demo-clip", "attribute-classifier", "demo-upscaler"):
         src = out_dir / name
         if not src.is_dir():
             continue
