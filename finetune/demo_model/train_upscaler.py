@@ -132,13 +132,14 @@ def evaluate_upscaler(model, pairs: dict[str, np.ndarray], batch: int = 64) -> d
             "gradient_render": r(mean_gradient(hi))}
 
 
-def load_vae(out_dir: Path, device: str | None = None):
-    """OUT/vae when this run trained one, else the shipped demo-sd VAE; (vae, the folder used)."""
+def load_vae(out_dir: Path | None, device: str | None = None):
+    """OUT/vae when this run trained one, else (or with `out_dir=None`) the shipped demo-sd VAE; (vae, its folder)."""
     from diffusers import AutoencoderKL
 
-    folder = out_dir / "vae" if (out_dir / "vae" / "config.json").is_file() else SHIPPED_VAE
+    own = None if out_dir is None else Path(out_dir) / "vae"
+    folder = own if own is not None and (own / "config.json").is_file() else SHIPPED_VAE
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"no VAE to make the upscaler's inputs: train the vae stage into {out_dir / 'vae'}")
+        raise FileNotFoundError(f"no VAE to make the upscaler's inputs: train the vae stage into {own}")
     vae = AutoencoderKL.from_pretrained(folder, dtype=torch.float32).eval()
     return vae.to(device or "cpu"), folder
 
