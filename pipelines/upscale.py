@@ -11,6 +11,10 @@ The network follows two published ideas (the code is written here, not copied):
   residual blocks without batch norm, with a scaled residual.
 The output is added to a bicubic upsample of the input (residual learning, as in VDSR), so an
 untrained network already gives bicubic and training only has to learn the missing detail.
+With `consistency=True` (the shipped demo upscaler), the output is projected so that its
+scale x scale box average equals the input exactly (one step of back-projection, Irani & Peleg
+1991, with a nearest-neighbour correction): the upscaler adds detail, never changes what the small
+image says (its colors, and so what the attribute judge reads from it).
 """
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ class Upscaler(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, scale: int = 2, channels: int = 32, num_blocks: int = 4, res_scale: float = 0.2):
+    def __init__(self, scale: int = 2, channels: int = 32, num_blocks: int = 4, res_scale: float = 0.2,
+                 consistency: bool = False):
         super().__init__()
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(*[ResidualBlock(channels, res_scale) for _ in range(num_blocks)])
@@ -58,7 +63,10 @@ class Upscaler(ModelMixin, ConfigMixin):
         base = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
         feat = self.head(x)
         feat = feat + self.body_end(self.body(feat))
-        return base + self.shuffle(self.tail(feat))
+        out = base + self.shuffle(self.tail(feat))
+        if self.config.consistency:  # box-average of the output == the input
+            out = out + F.interpolate(x - F.avg_pool2d(out, scale), scale_factor=scale, mode="nearest")
+        return out
 
 
 def bicubic(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
@@ -108,9 +116,9 @@ def load_upscaler(folder: str | Path, device=None, dtype=None) -> Upscaler:
     if not list(folder.glob("*.safetensors")):
         raise InputError("upscaler folder has no *.safetensors weights", folder)
     try:
-        model = Upscaler.from_pretrained(folder, use_safetensors=True)
+        model = Upscaler.from_pretrained(folder, use_safetensors=True, dtype=dtype or torch.float32)
     except (OSError, ValueError, TypeError) as e:
         raise InputError(f"could not load the upscaler: {str(e).splitlines()[0]}", folder) from None
-    model = model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
+    model = model.to(device=device or "cpu").eval()
     model.requires_grad_(False)
     return model

@@ -5,7 +5,9 @@ with other seeds) composited on one of the stages' scenes is the target; the sam
 64 px and passed through the demo VAE (encode, decode) is the input, so the network learns to undo
 what the generator's own decoder leaves (soft edges, smeared patterns), not only a box filter.
 Every tenth catalog item is held out of training; `evaluate_upscaler` measures on those.
-L1 loss on random crops (the network is fully convolutional), as the VAE stage trains.
+L1 loss on random crops (the network is fully convolutional), as the VAE stage trains. The network
+trains without the box-consistency projection; the exported `demo-upscaler/` turns it on
+(`export.assemble_upscaler`), and the report measures both.
 """
 from __future__ import annotations
 
@@ -184,6 +186,9 @@ def train_upscaler(out_dir: str | Path, *, steps: int | None = None, seed: int =
     result = loop.run(step_fn, resume=resume)
     raw = loop.accelerator.unwrap_model(model).eval()
     metrics = evaluate_upscaler(raw, test)
+    raw.register_to_config(consistency=True)
+    metrics["consistent"] = evaluate_upscaler(raw, test)  # as shipped
+    raw.register_to_config(consistency=False)
     with torch.no_grad():  # held-out sheet: VAE input (bicubic) | upscaler | render
         from pipelines.upscale import bicubic
 
