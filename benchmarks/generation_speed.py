@@ -6,8 +6,8 @@ Same weights, same prompts, 20 DDIM steps, guidance 4, batch 1 and 8, in one pro
             same upscaler (`pipelines.upscale.upscale_images`) on its images;
 - loader:   `pipelines.loading.load_sd_pipeline("demo")` (what every Atelier pipeline starts from), then the same;
 - product:  `pipelines.product.ProductPipeline` making B candidates for one shopper (no scorer), upscaler inside.
-Each timing is the best of `--repeats` runs after one warm-up (on a shared CPU the best run is the
-least disturbed one). Usage: `python benchmarks/generation_speed.py --json [--json-out PATH]`.
+Each timing is the best of `--repeats` rounds after one warm-up, the three taking turns within a round
+(on a shared CPU the best run is the least disturbed one, and a load change hits all three alike). Usage: `python benchmarks/generation_speed.py --json [--json-out PATH]`.
 """
 from __future__ import annotations
 
@@ -25,15 +25,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PROMPT = "a navy striped shirt in a studio"
 
 
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def best_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Best wall time of each function over `repeats` rounds after one warm-up each; the functions take turns
+    within a round, so a change in the shared machine's load falls on all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: min(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,12 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
             images = pipe([PROMPT] * b, generator=gens, **common).images
             return images if sr is None else upscale_images(sr, images)
 
-        row = {"batch": b, "plain_img_per_s": b / best_time(lambda: run(plain), args.repeats),
-               "loader_img_per_s": b / best_time(lambda: run(ours), args.repeats)}
+        fns = {"plain": lambda: run(plain), "loader": lambda: run(ours)}
         if product is not None:
-            row["product_img_per_s"] = b / best_time(
-                lambda: product(None, prompt=PROMPT, num_candidates=b, batch_size=b, steps=args.steps, guidance=args.guidance,
-                                negative_prompt="", progress=False), args.repeats)
+            fns["product"] = lambda: product(None, prompt=PROMPT, num_candidates=b, batch_size=b, steps=args.steps,
+                                             guidance=args.guidance, negative_prompt="", progress=False)
+        best = best_times(fns, args.repeats)
+        row = {"batch": b, **{f"{k}_img_per_s": b / t for k, t in best.items()}}
         for k in ("loader", "product"):
             if f"{k}_img_per_s" in row:
                 row[f"{k}_vs_plain"] = row[f"{k}_img_per_s"] / row["plain_img_per_s"]
