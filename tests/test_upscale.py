@@ -69,7 +69,9 @@ def _product_images(tiny_sd, tiny_catalog, upscaler):
     spec = PipelineSpec(model=str(tiny_sd), controlnet=None, scorer=None, upscaler=upscaler)
     geometry = spec.check()
     pipe = assemble(spec).pipeline("product", catalog=tiny_catalog)
-    return geometry, pipe(None, category="shoes", num_candidates=2, seed=3, steps=2, batch_size=2, progress=False)
+    out = pipe(None, category="shoes", num_candidates=2, seed=3, steps=2, batch_size=2, progress=False)
+    assert pipe.regenerate(out.creatives[1]).tobytes() == out.images[1].tobytes()  # the record is enough
+    return geometry, out
 
 
 def test_pipeline_output_is_128_px_with_an_upscaler_and_64_without(tmp_path, tiny_sd, tiny_catalog):
