@@ -27,13 +27,14 @@ def _thumb(src: Path, dst: Path, root: Path) -> str:
 
 
 def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 20, seed: int = 0,
-             recommender: str = "ease", model: str = "demo", progress: bool = True, echo=print) -> Path:
+             recommender: str = "ease", model: str = "demo", progress: bool = True, echo=print,
+             upscale: bool = True) -> Path:
     """Write `out/index.html` (plus images and `summary.json`) and return its path."""
     from tqdm.auto import tqdm
 
     from app.conditions import load_shop_data, user_condition
     from core.creative import Manifest
-    from pipelines.assemble import PipelineSpec, assemble
+    from pipelines.assemble import AUTO, PipelineSpec, assemble
     from pipelines.device import set_threads
     from pipelines.outfit import outfit_board
     from recommenders.preference import why_line
@@ -51,7 +52,7 @@ def run_demo(out: Path, *, n_users: int = 3, candidates: int = 4, steps: int = 2
     atomic_save_image(users_sheet(shop, users), out / "users.png")
 
     echo("loading the demo text-to-image model and scorer ...")
-    spec = PipelineSpec(model=model, controlnet=None, scorer="demo")
+    spec = PipelineSpec(model=model, controlnet=None, scorer="demo", upscaler=AUTO if upscale else None)
     spec.check()
     parts = assemble(spec)
     product_pipe, banner_pipe, outfit_pipe = (parts.pipeline(k, catalog=data.catalog)

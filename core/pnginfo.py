@@ -8,7 +8,8 @@ PNG Atelier writes goes through `save_creative_png`, which adds one `parameters`
     Steps: 20, Sampler: DPMSolverMultistepScheduler, CFG scale: 7.5, Seed: 42, Size: 300x250, Model: demo,
     Atelier pipeline: banner, Atelier backbone: ease, Atelier user: u0001
 
-(the last line is one line in the file). `read_png_parameters` reads it back strictly: a bounded
+(the last line is one line in the file). An image made through an upscaler also says so, as A1111's hires fix
+does: `Hires upscale: 2, Hires upscaler: demo-upscaler`. `read_png_parameters` reads it back strictly: a bounded
 chunk, parsed by a small grammar (no eval), every value checked against `core.limits`.
 """
 
@@ -47,6 +48,8 @@ def parameters_text(creative: Any) -> str:
              ("CFG scale", f"{float(creative.guidance):g}"), ("Seed", creative.seed),
              ("Size", f"{creative.width}x{creative.height}"), ("Model", creative.base_model or "unknown"),
              ("Atelier pipeline", creative.pipeline)]
+    if extra.get("upscaler"):
+        pairs += [("Hires upscale", extra.get("upscale", 2)), ("Hires upscaler", extra["upscaler"])]
     if condition.get("source"):
         pairs.append(("Atelier backbone", condition["source"]))
     if getattr(creative, "user_id", None):
@@ -134,7 +137,7 @@ def parse_parameters(text: str, where: str | Path | None = None) -> dict[str, An
             raise InputError(f"the PNG's Size is {pairs['Size'][:40]!r}, not WIDTHxHEIGHT", where)
         out["width"], out["height"] = (int(limits.IMAGE_SIDE.check(int(v), "Size")) for v in m.groups())
     for key, name in (("Sampler", "sampler"), ("Model", "model"), ("Atelier pipeline", "pipeline"),
-                      ("Atelier backbone", "backbone"), ("Atelier user", "user")):
+                      ("Atelier backbone", "backbone"), ("Atelier user", "user"), ("Hires upscaler", "upscaler")):
         if key in pairs:
             out[name] = pairs[key][:200]
     if len(out["prompt"]) > limits.PROMPT_CHARS:

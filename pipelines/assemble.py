@@ -7,7 +7,7 @@
     out = pipe(condition, category="shirt", num_candidates=4, seed=0)
 
 A `PipelineSpec` names the components as the user gave them: the base model, a LoRA and its
-scale, a preference adapter, an IP-Adapter, a ControlNet, the scorer that ranks candidates and a
+scale, a preference adapter, an IP-Adapter, a ControlNet, a 2x upscaler, the scorer that ranks candidates and a
 CTR reward model. `Assembly` loads each one at its first use and keeps it, so every pipeline of a
 process shares one copy; `pipeline(kind)` hands out the product, background, banner or outfit
 pipeline over those components (overrides as keywords, like diffusers' `from_pipe`). Creatives
@@ -64,6 +64,7 @@ class PipelineSpec:
     controlnet: str | None = AUTO  # a ControlNet folder, "demo-controlnet", "auto" or None
     scorer: str | None = "demo"  # "demo", an open_clip folder, ARCH:weights.safetensors, or None
     reward: str | None = None  # CTR reward model folder: candidates ranked by predicted CTR (needs the scorer)
+    upscaler: str | None = AUTO  # "auto" (the model folder's own, e.g. the demo's), an Upscaler folder, or None (off)
     device: str | None = None  # cpu, cuda, cuda:N (None: CUDA when present)
     dtype: str | None = None  # fp32, fp16, bf16 (None: fp16 on CUDA, fp32 on CPU)
     allow_unsafe: bool = False  # also load pickle weights the user trusts
@@ -93,11 +94,34 @@ class PipelineSpec:
             return "demo-controlnet" if self.model == "demo" else None
         return self.controlnet
 
+    def upscaler_folder(self) -> Path | None:
+        """The upscaler folder to load ("auto" resolved against the model folder), or None."""
+        if self.upscaler is None:
+            return None
+        if self.upscaler != AUTO:
+            return self.path(self.upscaler)
+        from .loading import find_upscaler
+
+        try:
+            source, local = resolve(self.model_source())
+        except InputError:
+            return None  # the model's own error is reported by its check
+        return find_upscaler(source) if local else None
+
+    def upscaler_name(self) -> str | None:
+        """The upscaler as Creatives record it: the name given, or for "auto" the found folder's name."""
+        folder = self.upscaler_folder()
+        if folder is None:
+            return None
+        if self.upscaler != AUTO:
+            return self.upscaler
+        return "demo-upscaler" if folder == demo_path("demo-upscaler") else f"{self.model}/{folder.name}"
+
     def key(self) -> tuple:
         """The cache key: the spec as given (Creatives record its names) and every path resolved."""
         resolved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "root"}
-        for name in ("lora", "adapter", "ip_adapter", "reward"):
-            if resolved[name] is not None:
+        for name in ("lora", "adapter", "ip_adapter", "reward", "upscaler"):
+            if resolved[name] is not None and resolved[name] != AUTO:
                 resolved[name] = str(self.path(resolved[name]).resolve())
         resolved["model"] = self.model_source()
         if resolved["model"] not in DEMO and Path(resolved["model"]).exists():
@@ -118,6 +142,7 @@ class PipelineSpec:
         if self.ip_adapter is not None:
             ip_adapter_weight(self.path(self.ip_adapter), self.allow_unsafe)
         geometry = self._check_model()
+        geometry = self._check_upscaler(geometry)
         if self.adapter is not None:
             self._check_adapter(geometry)
         if self.controlnet_name() is not None and not self._optional_controlnet():
@@ -139,6 +164,25 @@ class PipelineSpec:
             return {}
         _as_field("model", check_pipeline_folder, source, self.allow_unsafe)
         return _as_field("model", folder_geometry, source)
+
+    def _check_upscaler(self, geometry: dict) -> dict:
+        """The upscaler's folder checked; output sizes are then its factor times the model's."""
+        folder = self.upscaler_folder()
+        if folder is None:
+            return geometry
+        from core.io import read_json_object
+
+        from .loading import check_upscaler_folder
+
+        _as_field("upscaler", check_upscaler_folder, folder)
+        scale = _as_field("upscaler", read_json_object, folder / "config.json").get("scale", 2)
+        if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 8:
+            raise SpecError("upscaler", f"config.json scale must be an integer 1-8, found {scale!r}", folder)
+        geometry = dict(geometry)
+        for key in ("size_multiple", "native_size"):
+            if geometry.get(key):
+                geometry[key] *= scale
+        return {**geometry, "upscale": scale}
 
     def _check_weights(self, field: str, what: str, path: Path) -> None:
         """What the loader would read from `path` (a file or a folder): safetensors with a valid header;
@@ -307,6 +351,18 @@ class Assembly:
             return _as_field("scorer", Scorer.load, s.scorer, s.device)
         return self._once("scorer", make)
 
+    def upscaler(self):
+        """The 2x upscaler the pipelines apply after the model (the model folder's own, or the one named), or None."""
+        folder = self.spec.upscaler_folder()
+        if folder is None:
+            return None
+
+        def make():
+            from .loading import load_upscaler
+
+            return _as_field("upscaler", load_upscaler, folder, self.spec.device, self.spec.dtype)
+        return self._once("upscaler", make)
+
     def reward_model(self):
         """The CTR reward model that ranks candidates by predicted clicks, or None."""
         if self.spec.reward is None:
@@ -325,7 +381,8 @@ class Assembly:
     def components(self, kind: str, catalog=None, **overrides) -> dict:
         """The keyword arguments a pipeline of `kind` is built with (an override is not loaded)."""
         makers = dict(scorer=self.scorer, adapter=self.adapter, reward_model=self.reward_model,
-                      lora=self.lora_record, ip_adapter=self.ip_adapter)
+                      lora=self.lora_record, ip_adapter=self.ip_adapter, upscaler=self.upscaler,
+                      upscaler_path=self.spec.upscaler_name)
         if kind == "background":
             makers.update(controlnet=self.controlnet)
         parts = {name: overrides[name] if name in overrides else make() for name, make in makers.items()}

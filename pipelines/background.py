@@ -143,13 +143,14 @@ class BackgroundPipeline(PersonalizedPipeline):
     def compose(self, rgb: np.ndarray, alpha: np.ndarray, *, mode: str, control_scale: float,
                 width: int, height: int, **kw) -> Image.Image:
         """Generate the scene at a model-friendly size, then paste the product back at full size."""
-        flat = flatten(rgb, alpha).resize((width, height), Image.BICUBIC)
+        gen_w, gen_h = self.generation_size(width, height)  # what the model draws (an upscaler makes the rest)
+        flat = flatten(rgb, alpha).resize((gen_w, gen_h), Image.BICUBIC)
         if mode == "controlnet":
             pipe = self.variant("controlnet", controlnet=self.controlnet)
             scene = self.sample("controlnet", pipe=pipe, image=canny_edges(flat), width=width, height=height,
                                 controlnet_conditioning_scale=float(control_scale), **kw)
         else:
-            keep = Image.fromarray(((alpha >= 0.5) * 255).astype(np.uint8)).resize((width, height), Image.NEAREST)
+            keep = Image.fromarray(((alpha >= 0.5) * 255).astype(np.uint8)).resize((gen_w, gen_h), Image.NEAREST)
             repaint = Image.fromarray(255 - np.asarray(keep))  # white = generate
             scene = self.sample("inpaint", image=flat, mask_image=repaint, width=width, height=height, **kw)
         return paste_back(scene, rgb, alpha)

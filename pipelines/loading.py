@@ -20,7 +20,9 @@ from core.io import read_json_object
 from .device import pick_device, pick_dtype
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
-DEMO = {"demo": "demo-sd", "demo-sd": "demo-sd", "demo-controlnet": "demo-controlnet", "demo-clip": "demo-clip"}
+DEMO = {"demo": "demo-sd", "demo-sd": "demo-sd", "demo-controlnet": "demo-controlnet", "demo-clip": "demo-clip",
+        "demo-upscaler": "demo-upscaler"}
+UPSCALER_SUBFOLDER = "upscaler"  # a pipeline folder's own upscaler (not in model_index.json: diffusers ignores it)
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 TEXT_TO_IMAGE = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 
@@ -299,6 +301,47 @@ def resolve_scorer(spec: str | Path = "demo") -> tuple[Path | None, str | None, 
             raise InputError("open_clip weights file not found", weights)
         return None, arch, weights
     raise InputError("scorer must be 'demo', an open_clip folder, or ARCH:weights.safetensors", spec)
+
+
+def find_upscaler(source: str | Path) -> Path | None:
+    """The upscaler that comes with a loaded model folder: its `upscaler/` subfolder, or for the shipped
+    demo model `assets/models/demo-upscaler` beside `demo-sd`; None when it has none (or is a hub id)."""
+    folder = Path(source)
+    own = folder / UPSCALER_SUBFOLDER
+    if (own / "config.json").is_file():
+        return own
+    demo = demo_path("demo-upscaler")
+    if folder.is_dir() and folder.resolve() == demo_path("demo").resolve() and (demo / "config.json").is_file():
+        return demo
+    return None
+
+
+def check_upscaler_folder(folder: str | Path) -> None:
+    """Validate an upscaler folder (config.json naming Upscaler, safetensors weights) without loading torch."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise InputError("not an upscaler folder (no config.json)", folder)
+    cls = _config(config).get("_class_name")
+    if cls != "Upscaler":
+        raise InputError(f"config.json names {cls!r}, not Upscaler", config)
+    _weights_check(folder, "upscaler folder")
+
+
+def load_upscaler(folder: str | Path, device: str | None = None, dtype: str | None = None, cache: bool = True):
+    """A `pipelines.upscale.Upscaler` from its folder, on the device and dtype the pipeline uses."""
+    check_upscaler_folder(folder)
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dev, dtype)
+    key = ("upscaler", str(Path(folder).resolve()), str(dev), str(torch_dtype))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    from .upscale import load_upscaler as load
+
+    model = load(folder, device=dev, dtype=torch_dtype)
+    if cache:
+        _CACHE[key] = model
+    return model
 
 
 def clear_cache() -> None:

@@ -5,6 +5,10 @@ and inpainting variants from the same modules (`pipe.components`), so weights ar
 process. Each candidate is sampled alone with its own `torch.Generator` seeded `seed + i`: a
 Creative's record (prompt, seed, steps, guidance, size, condition, `extra["params"]`) is enough to
 call `regenerate` and get the same pixels on the same device.
+
+With an `upscaler` (the shipped demo model has one, `pipelines.upscale`), sizes are output sizes:
+the model draws at 1/scale of them and the upscaler makes the rest, so a 64 px demo model's
+product images come out at 128 px; Creatives record `extra["upscaler"]`.
 """
 from __future__ import annotations
 
@@ -61,8 +65,10 @@ class PersonalizedPipeline:
 
     def __init__(self, sd_pipe, *, scorer=None, catalog=None, adapter: PreferenceAdapter | None = None,
                  reward_model=None, base_model: str | None = None, lora: list[dict] | None = None,
-                 ip_adapter: str | None = None):
+                 ip_adapter: str | None = None, upscaler=None, upscaler_path: str | None = None):
         self.sd = sd_pipe
+        self.upscaler = upscaler  # a `pipelines.upscale.Upscaler`, or None (images at the model's own size)
+        self.upscaler_path = upscaler_path or (None if upscaler is None else "upscaler")
         self.scorer = scorer
         self.catalog = catalog
         self.adapter = adapter
@@ -93,15 +99,26 @@ class PersonalizedPipeline:
         return self.sd._execution_device
 
     @property
+    def scale(self) -> int:
+        """How much larger the output is than what the model draws (the upscaler's factor, else 1)."""
+        return 1 if self.upscaler is None else int(self.upscaler.config.scale)
+
+    @property
     def size_multiple(self) -> int:
-        """Image sides must be multiples of this: the VAE's factor times the UNet's downsampling (and 8)."""
+        """Output sides must be multiples of this: the VAE's factor times the UNet's downsampling (and 8),
+        times the upscaler's factor."""
         from .loading import size_multiple
 
-        return size_multiple(self.sd.vae.config.block_out_channels, self.sd.unet.config.block_out_channels)
+        return self.scale * size_multiple(self.sd.vae.config.block_out_channels, self.sd.unet.config.block_out_channels)
 
     @property
     def default_size(self) -> int:
-        return int(self.sd.unet.config.sample_size) * self.sd.vae_scale_factor
+        """The output side: the model's native side, times the upscaler's factor."""
+        return self.scale * int(self.sd.unet.config.sample_size) * self.sd.vae_scale_factor
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the model draws for an output of `width` x `height`."""
+        return width // self.scale, height // self.scale
 
     def check_size(self, width: int, height: int) -> None:
         m = self.size_multiple
@@ -148,12 +165,22 @@ class PersonalizedPipeline:
         if self.ip_adapter is not None:
             ref = reference if reference is not None else Image.new("RGB", (width, height), (255, 255, 255))
             call_kwargs["ip_adapter_image_embeds"] = ip_adapter_embeds(pipe, ref, guidance, n)
+        gen_w, gen_h = self.generation_size(width, height)
         if kind != "img2img":
-            call_kwargs.update(width=width, height=height)
+            call_kwargs.update(width=gen_w, height=gen_h)
+        for name, resample in (("image", Image.BOX), ("mask_image", Image.NEAREST)):  # inputs at the drawn size
+            im = call_kwargs.get(name)
+            if isinstance(im, Image.Image) and im.size != (gen_w, gen_h):
+                call_kwargs[name] = im.resize((gen_w, gen_h), resample)
         generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
         out = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=int(steps),
                    guidance_scale=float(guidance), generator=generators, output_type="pil", **call_kwargs)
-        return list(out.images)
+        images = list(out.images)
+        if self.upscaler is not None:
+            from .upscale import upscale_images
+
+            images = upscale_images(self.upscaler, images)
+        return images
 
     # -- records -------------------------------------------------------------------------------
     def creative(self, *, prompt: str, negative_prompt: str, seed: int, steps: int, guidance: float,
@@ -166,6 +193,8 @@ class PersonalizedPipeline:
                       lora=self.lora, condition=cond, params=params,
                       adapter=None if self.adapter is None else getattr(self.adapter, "source", "adapter"),
                       ip_adapter=self.ip_adapter)
+        if self.upscaler is not None:  # the same size drawn and upscaled is another image than one drawn at it
+            record["upscaler"] = self.upscaler_path
         digest = hashlib.sha1(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:10]
         user = condition.user_id if condition is not None else "anon"
         return Creative(
@@ -173,7 +202,9 @@ class PersonalizedPipeline:
             prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), steps=int(steps),
             guidance=float(guidance), width=int(width), height=int(height), lora=self.lora, condition=cond,
             extra={"params": params, "adapter": record["adapter"], "ip_adapter": self.ip_adapter,
-                   "sampler": type(getattr(self.sd, "scheduler", None)).__name__, **(extra or {})},
+                   "sampler": type(getattr(self.sd, "scheduler", None)).__name__,
+                   **({"upscaler": self.upscaler_path, "upscale": self.scale} if self.upscaler is not None else {}),
+                   **(extra or {})},
             user_id=None if condition is None else condition.user_id, device=str(self.device),
         )
 

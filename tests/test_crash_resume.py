@@ -146,6 +146,36 @@ def test_demo_model_training_survives_sigkill(tmp_path):
     assert sha256(out / weights) == sha256(tmp_path / "ref" / weights)
 
 
+# The upscaler stage on 24 pairs, checkpointing every 2 steps (the shipped run: 1,293 pairs, every 500).
+UPSCALER = """
+import sys
+from finetune.demo_model.train_upscaler import train_upscaler
+train_upscaler(sys.argv[1], steps=16, seed=1, max_pairs=24, checkpoint_every=2, resume="latest", device="cpu",
+               progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_upscaler_training_survives_sigkill(tmp_path):
+    rng = random.Random(SEED + 5)
+    print(f"ATELIER_CRASH_SEED={SEED}")
+    ref_ckpts = tmp_path / "ref" / "upscaler-train" / "checkpoints"
+    _, window = timed_run([sys.executable, "-c", UPSCALER, str(tmp_path / "ref")],
+                          lambda: ref_ckpts.is_dir() and any(ref_ckpts.glob("step-*")), timeout_s=1800)
+    out = tmp_path / "run"
+    (out / "data").mkdir(parents=True)
+    for f in (tmp_path / "ref" / "data").iterdir():  # share the rendered pairs: only training is killed
+        (out / "data" / f.name).write_bytes(f.read_bytes())
+    ckpts = out / "upscaler-train" / "checkpoints"
+    killed = kill_and_resume([sys.executable, "-c", UPSCALER, str(out)],
+                             lambda: ckpts.is_dir() and any(ckpts.glob("step-*")), rng=rng, window_s=window,
+                             timeout_s=1800)
+    assert killed >= 1, "no run was killed: training finished too fast for this test"
+    assert_no_partial_files(out)
+    weights = "upscaler/diffusion_pytorch_model.safetensors"
+    assert sha256(out / weights) == sha256(tmp_path / "ref" / weights)
+
+
 # --- fast checks of the pieces the crash tests rely on -------------------------------------------------------
 def test_atomic_write_leaves_old_file_when_killed(tmp_path):
     """A writer killed mid-write leaves the previous file intact and only a hidden temp file beside it."""

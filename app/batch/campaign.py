@@ -185,6 +185,7 @@ class ModelSpec(_Strict):
     lora: str | None = None
     lora_scale: float = Field(1.0, ge=limits.LORA_SCALE.low, le=limits.LORA_SCALE.high)
     adapter: str | None = None  # a preference-adapter folder (`atelier finetune adapter`): preference tokens
+    upscale: bool = True  # apply the base model's own 2x upscaler when it has one (the demo model: 128 px images)
     recommender: str = "ease"  # any registered backbone, CF or sequential (fitted on the shop)
     recommender_dir: str | None = Field(None, min_length=1)  # a `rec train` folder (relative to the YAML) instead
     steps: int = Field(20, ge=limits.STEPS.low, le=limits.STEPS.high)

@@ -44,7 +44,8 @@ class CampaignRenderer:
 
         m = self.campaign.model
         return PipelineSpec(model=m.base, lora=m.lora, lora_scale=m.lora_scale, adapter=m.adapter,
-                            controlnet=AUTO, scorer="demo", device=getattr(self, "device", None), root=str(self.dir))
+                            controlnet=AUTO, scorer="demo", device=getattr(self, "device", None), root=str(self.dir),
+                            upscaler=AUTO if m.upscale else None)
 
     def _check_products(self) -> None:
         """Unknown catalog ids, broken images, sizes the model cannot draw and missing or unsafe weights

@@ -23,6 +23,8 @@ def eval_cmd(
     scorer: str = typer.Option("demo", help="open_clip scorer: 'demo', a folder, or 'none'."),
     controlnet: str = typer.Option("demo-controlnet", help="ControlNet whose edge fidelity to measure, or 'none'."),
     sheet: Optional[Path] = typer.Option(None, help="Write a contact sheet PNG of the first 60 images here."),
+    upscale: bool = typer.Option(True, "--upscale/--no-upscale",
+                                 help="Apply the model's own 2x upscaler when it has one (the demo model does)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: CUDA if present).", callback=options.device),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default ATELIER_THREADS or 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
@@ -38,7 +40,7 @@ def eval_cmd(
     )
     from pipelines.attribute_classifier import AttributeClassifier
     from pipelines.device import describe, pick_device, set_threads
-    from pipelines.loading import load_controlnet, load_sd_pipeline
+    from pipelines.loading import find_upscaler, load_controlnet, load_sd_pipeline, load_upscaler, resolve
     from pipelines.scorer import Scorer
 
     if n < 1:
@@ -48,16 +50,19 @@ def eval_cmd(
     set_threads(threads)
     dev = pick_device(device)
     pipe = load_sd_pipeline(model, device=str(dev))
+    source, local = resolve(model)
+    sr_folder = find_upscaler(source) if (upscale and local) else None
+    upscaler = None if sr_folder is None else load_upscaler(sr_folder, device=str(dev))
     judge = AttributeClassifier.load(classifier, device=str(dev))
     clip = None if scorer == "none" else Scorer.load(scorer, device=str(dev))
     metrics, images, prompts = fidelity(pipe, judge, n=n, seed=seed, steps=steps, guidance=guidance, scorer=clip,
-                                        progress=not as_json)
+                                        progress=not as_json, upscaler=upscaler)
     if controlnet != "none":
         cn = load_controlnet(controlnet, device=str(dev))
         metrics["controlnet"], _ = controlnet_fidelity(pipe, cn, judge, seed=seed, steps=steps, guidance=guidance)
         metrics["controlnet"]["model"] = controlnet
-    metrics.update(model=model, device=describe(dev), targets={"color_accuracy": 0.8, "category_accuracy": 0.8,
-                                                               "pattern_accuracy": 0.6})
+    metrics.update(model=model, upscaler=None if sr_folder is None else sr_folder.name, device=describe(dev),
+                   targets={"color_accuracy": 0.8, "category_accuracy": 0.8, "pattern_accuracy": 0.6})
     if sheet:
         metrics["sheet"] = str(contact_sheet(images, prompts, sheet, judge.predict(images)))
     if json_out:

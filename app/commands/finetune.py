@@ -447,7 +447,7 @@ def _judge(spec: str, segment: str, classifier: Optional[str] = None):
 
 @app.command("demo-model")
 def demo_model(
-    what: str = typer.Option("all", help="vae | decoder | classifier | clip | unet | controlnet | all (in that order)."),
+    what: str = typer.Option("all", help="vae | decoder | classifier | clip | unet | controlnet | upscaler | all (in that order)."),
     out: Path = typer.Option(Path("runs/demo"), help="Run folder: checkpoints, caches and the trained folders.", callback=options.out_dir),
     steps: Optional[int] = typer.Option(None, help="Training steps of each chosen stage (default: the shipped run's)."),
     seed: int = typer.Option(0, help="Seed for data, initialization and batches.", callback=options.check_seed),

@@ -45,6 +45,8 @@ Guidance = Annotated[float, options.guidance()]
 Candidates = Annotated[int, options.candidates()]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (PNGs + manifest.jsonl).", callback=options.out_dir)]
 Score = Annotated[bool, typer.Option("--score/--no-score", help="Rank candidates with the scorer when one is installed.")]
+Upscale = Annotated[bool, typer.Option("--upscale/--no-upscale", help="Apply the model's own 2x upscaler when it has "
+                                       "one (the demo model does: 128 px images); --no-upscale: the model's size.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the Creative records as JSON.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the records to this JSON file.", callback=options.out_file)]
 FeedbackDb = Annotated[Optional[str], typer.Option("--feedback-db", help="An A/B store (SQLite file or postgresql:// "
@@ -106,16 +108,17 @@ def prepare(spec, *, user, condition_file, shop, recommender, recommender_dir: O
 
 
 def pipeline_spec(*, model, lora, lora_scale, adapter, reward, device, dtype, score, allow_unsafe,
-                  ip_adapter=None, controlnet=None):
+                  ip_adapter=None, controlnet=None, upscale=True):
     """The `PipelineSpec` of the shared flags (paths kept as the user typed them: Creatives record them)."""
-    from pipelines.assemble import PipelineSpec
+    from pipelines.assemble import AUTO, PipelineSpec
 
     def name(p):
         return None if p is None else str(p)
 
     return PipelineSpec(model=model, lora=name(lora), lora_scale=lora_scale, adapter=name(adapter),
                         ip_adapter=name(ip_adapter), controlnet=controlnet, scorer="demo" if score else None,
-                        reward=name(reward), device=device, dtype=dtype, allow_unsafe=allow_unsafe)
+                        reward=name(reward), device=device, dtype=dtype, allow_unsafe=allow_unsafe,
+                        upscaler=AUTO if upscale else None)
 
 
 def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[dict]:
@@ -161,7 +164,8 @@ def product(
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, ip_adapter: IPAdapter = None, reward: Reward = None,
     device: Device = None,
     dtype: Dtype = None, seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 4,
-    out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    out: Out = Path("outputs/generate"), score: Score = True, upscale: Upscale = True, as_json: AsJson = False,
+    json_out: JsonOut = None,
     allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Personalized images of a category or a given product, ranked for the user."""
@@ -171,7 +175,8 @@ def product(
     if not 0.0 < strength <= 1.0:
         raise InputError(f"--strength must be in (0, 1], got {strength}")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, ip_adapter=ip_adapter,
-                         reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+                         reward=reward, device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
+                         upscale=upscale)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
                   feedback_db=feedback_db, recommender_dir=recommender_dir, category=category,
                   items=(item,))
@@ -195,7 +200,8 @@ def background(
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 2,
-    out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    out: Out = Path("outputs/generate"), score: Score = True, upscale: Upscale = True, as_json: AsJson = False,
+    json_out: JsonOut = None,
     allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """A new scene around a product; the product's own pixels stay exactly as given."""
@@ -206,6 +212,7 @@ def background(
     _choice(mode, ("controlnet", "inpaint"), "--mode")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
                          device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
+                         upscale=upscale,
                          controlnet=controlnet or (AUTO if mode != "inpaint" else None))
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
                   feedback_db=feedback_db, recommender_dir=recommender_dir, image=image,
@@ -230,7 +237,8 @@ def banner(
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
-    out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    out: Out = Path("outputs/generate"), score: Score = True, upscale: Upscale = True, as_json: AsJson = False,
+    json_out: JsonOut = None,
     allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Ad banners at standard sizes with readable (WCAG AA) text that stays on the canvas."""
@@ -243,7 +251,8 @@ def banner(
     cta = check_prompt(cta, what="--cta", max_chars=limits.CTA_CHARS)
     sizes = [parse_size(s, what="--size") for s in size] if size else list(BANNER_SIZES)
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
-                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
+                         upscale=upscale)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
                   feedback_db=feedback_db, recommender_dir=recommender_dir, image=image,
                   need_alpha=False, items=(item,))
@@ -264,7 +273,8 @@ def outfit(
     lora_scale: LoraScale = 1.0, adapter: Adapter = None, reward: Reward = None, device: Device = None,
     dtype: Dtype = None,
     seed: Seed = 0, steps: Steps = 25, guidance: Guidance = 7.5, candidates: Candidates = 1,
-    out: Out = Path("outputs/generate"), score: Score = True, as_json: AsJson = False, json_out: JsonOut = None,
+    out: Out = Path("outputs/generate"), score: Score = True, upscale: Upscale = True, as_json: AsJson = False,
+    json_out: JsonOut = None,
     allow_unsafe_weights: AllowUnsafe = False, feedback_db: FeedbackDb = None,
 ) -> None:
     """Generate the missing pieces of an outfit for the user and retrieve real items to buy."""
@@ -277,7 +287,8 @@ def outfit(
         raise InputError("give the outfit's present items with --items ID[,ID...]")
     _choice(reference, ("none", "history"), "--reference")
     spec = pipeline_spec(model=model, lora=lora, lora_scale=lora_scale, adapter=adapter, reward=reward,
-                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights)
+                         device=device, dtype=dtype, score=score, allow_unsafe=allow_unsafe_weights,
+                         upscale=upscale)
     req = prepare(spec, user=user, condition_file=condition, shop=shop, recommender=recommender,
                   feedback_db=feedback_db, recommender_dir=recommender_dir, items=tuple(present))
     output = req.pipeline("outfit")(

@@ -25,6 +25,9 @@ def serve(
     controlnet: Annotated[Optional[str], typer.Option(
         help="ControlNet for backgrounds (env ATELIER_CONTROLNET; default: the demo one with the demo model, "
              "else inpainting).")] = None,
+    upscale: Annotated[bool, typer.Option(
+        "--upscale/--no-upscale", help="Apply the model's own 2x upscaler when it has one (the demo model: 128 px "
+                                       "images).")] = True,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder, the only folder the UI serves files from (env ATELIER_OUT; default outputs/ui).")] = None,
     ab_db: Annotated[Optional[str], typer.Option(
@@ -59,7 +62,7 @@ def serve(
 
     set_threads(threads)
     config = UIConfig.from_env(model=model, controlnet=controlnet, out_dir=out, ab_db=ab_db, shop=shop,
-                               device=device, steps=steps)
+                               device=device, steps=steps, upscale=upscale)
     app = build_app(config, auth=credentials,
                     limits=ServerLimits(queue_size=queue_size, concurrency=concurrency, max_file_size=max_file_size))
     shown = f"[{host}]" if ":" in host else host

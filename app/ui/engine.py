@@ -40,12 +40,14 @@ def generation_turn() -> Iterator[None]:
 
 
 def spec(ws: Workspace):
-    """The server's `PipelineSpec`: its `--model`, its ControlNet and the demo scorer."""
+    """The server's `PipelineSpec`: its `--model`, its ControlNet, the model's upscaler (unless --no-upscale) and
+    the demo scorer."""
     try:
-        from pipelines.assemble import PipelineSpec
+        from pipelines.assemble import AUTO, PipelineSpec
     except ImportError as e:
         raise Unavailable(f"model loading is not available in this build ({e})") from None
-    return PipelineSpec(model=ws.config.model, controlnet=ws.config.controlnet, scorer="demo", device=ws.config.device)
+    return PipelineSpec(model=ws.config.model, controlnet=ws.config.controlnet, scorer="demo", device=ws.config.device,
+                        upscaler=AUTO if ws.config.upscale else None)
 
 
 def parts(ws: Workspace):

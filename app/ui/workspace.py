@@ -39,6 +39,7 @@ class UIConfig:
     out_dir: Path = Path("outputs/ui")
     model: str = "demo"  # SD base model: "demo", a local diffusers folder, or a hub id
     controlnet: str | None = "auto"  # "auto": the demo ControlNet with the demo model, none with other models
+    upscale: bool = True  # apply the model's own 2x upscaler when it has one (the demo model: 128 px images)
     shop: str | None = None  # demo shop folder; None = the shipped one
     ab_db: Path | str | None = None  # a SQLite file or postgresql:// DSN; None = $ATELIER_AB_DB or outputs/ab.sqlite
     campaigns_dir: Path = Path("outputs/campaigns")  # where `atelier batch` writes; the A/B tab reads runs there

@@ -1,9 +1,10 @@
 """Training of the shipped demo models on the demo shop, from scratch.
 
-    train_demo_models("all", out="runs/demo", seed=0)   # vae, classifier, clip, unet, controlnet
+    train_demo_models("all", out="runs/demo", seed=0)   # vae, ..., unet, controlnet, upscaler
 
 Stages and their folders under OUT: `vae/` (then its decoder sharpened), `attribute-classifier/`, `demo-clip/`, `unet/` +
-`text_encoder/` (assembled into `demo-sd/`), `controlnet/` (assembled into `demo-controlnet/`).
+`text_encoder/` (assembled into `demo-sd/`), `controlnet/` (assembled into `demo-controlnet/`), `upscaler/`
+(the 2x super-resolution stage, trained on VAE-decoded 64 px images; copied to `demo-upscaler/`).
 Each stage checkpoints under `OUT/<stage>-train/checkpoints/` and resumes with `resume="latest"`.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-STAGES = ("vae", "decoder", "classifier", "clip", "unet", "controlnet")
+STAGES = ("vae", "decoder", "classifier", "clip", "unet", "controlnet", "upscaler")
 
 
 def train_demo_models(what: str = "all", out: str | Path = "runs/demo", *, steps: int | None = None, seed: int = 0,
@@ -37,8 +38,10 @@ def train_demo_models(what: str = "all", out: str | Path = "runs/demo", *, steps
             from .train_clip import train_clip as fn
         elif stage == "unet":
             from .train_unet import train_unet as fn
-        else:
+        elif stage == "controlnet":
             from .train_controlnet import train_controlnet as fn
+        else:
+            from .train_upscaler import train_upscaler as fn
         try:
             result = fn(out, steps=steps, seed=seed, resume=resume, device=device, progress=progress)
         except FileNotFoundError as e:
@@ -47,6 +50,8 @@ def train_demo_models(what: str = "all", out: str | Path = "runs/demo", *, steps
             result["folder"] = str(export.assemble_sd(out))
         elif stage == "controlnet":
             result["folder"] = str(export.assemble_controlnet(out))
+        elif stage == "upscaler":
+            result["folder"] = str(export.assemble_upscaler(out))
         result["wall_seconds"] = round(time.time() - start, 1)
         report["stages"][stage] = result
     report["total_seconds"] = round(sum(s["wall_seconds"] for s in report["stages"].values()), 1)

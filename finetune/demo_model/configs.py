@@ -76,4 +76,8 @@ DEFAULT_SETTINGS = {
     "controlnet": TrainSettings(steps=1500, batch_size=32, lr=1e-3, extra={"caption_dropout": 0.5}),
     "clip": TrainSettings(steps=800, batch_size=128, lr=2e-3),
     "classifier": TrainSettings(steps=500, batch_size=32, lr=3e-3),
+    # 2x upscaler: 32 px crops of VAE-decoded 64 px images against their 128 px renders (L1)
+    "upscaler": TrainSettings(steps=2000, batch_size=16, lr=2e-3,
+                              extra={"crop": 32, "fresh_per_combo": 2,
+                                     "model": {"channels": 32, "num_blocks": 4, "res_scale": 0.2}}),
 }

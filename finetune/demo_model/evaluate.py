@@ -2,7 +2,8 @@
 
 For each held-out (category, color, pattern) combination, generate images and let the attribute
 classifier (trained on catalog renders only) read them back; report accuracy per attribute, the
-demo scorer's CLIP score, the time taken, and optionally a contact sheet.
+demo scorer's CLIP score, the time taken, and optionally a contact sheet. With an upscaler (the
+demo model's), images are judged at its output size (the classifier reads them box-reduced to 64 px).
 """
 from __future__ import annotations
 
@@ -22,29 +23,39 @@ DEFAULT_STEPS = 20
 
 @torch.no_grad()
 def generate(pipe, prompts: list[str], seed: int, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
-             batch_size: int = 50, progress: bool = False) -> np.ndarray:
-    """uint8 (N, H, W, 3) images; image i uses generator seed `seed + i`, so any one can be redone alone."""
+             batch_size: int = 50, progress: bool = False, upscaler=None) -> np.ndarray:
+    """uint8 (N, H, W, 3) images; image i uses generator seed `seed + i`, so any one can be redone alone.
+    With an `upscaler` (`pipelines.upscale.Upscaler`), each batch is upscaled after decoding."""
     pipe.set_progress_bar_config(disable=not progress)
     out = []
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i : i + batch_size]
         gens = [torch.Generator("cpu").manual_seed(seed + i + j) for j in range(len(chunk))]
         res = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gens, output_type="np")
-        out.append((res.images * 255).round().astype(np.uint8))
+        images = (res.images * 255).round().astype(np.uint8)
+        if upscaler is not None:
+            from PIL import Image
+
+            from pipelines.upscale import upscale_images
+
+            images = np.stack([np.asarray(im) for im in upscale_images(upscaler, [Image.fromarray(a) for a in images])])
+        out.append(images)
     return np.concatenate(out)
 
 
 def fidelity(pipe, classifier, n: int = 200, seed: int = 0, steps: int = DEFAULT_STEPS,
-             guidance: float = DEFAULT_GUIDANCE, scorer=None, progress: bool = False) -> tuple[dict, np.ndarray, list]:
-    """(metrics, images, prompts) for `n` held-out prompts."""
+             guidance: float = DEFAULT_GUIDANCE, scorer=None, progress: bool = False,
+             upscaler=None) -> tuple[dict, np.ndarray, list]:
+    """(metrics, images, prompts) for `n` held-out prompts (upscaled when an upscaler is given)."""
     prompts = eval_prompts(n, seed=seed)
     texts = [p for p, _ in prompts]
     start = time.time()
-    images = generate(pipe, texts, seed, steps, guidance, progress=progress)
+    images = generate(pipe, texts, seed, steps, guidance, progress=progress, upscaler=upscaler)
     seconds = time.time() - start
     acc = accuracy(classifier.predict(images), [labels for _, labels in prompts])
     metrics = {f"{k}_accuracy": round(v, 4) for k, v in acc.items()}
     metrics.update(n=n, steps=steps, guidance=guidance, seed=seed, generation_seconds=round(seconds, 1),
+                   image_size=int(images.shape[1]),
                    held_out_combinations=len({p for p in texts}))
     if scorer is not None:
         from PIL import Image
@@ -57,13 +68,14 @@ def fidelity(pipe, classifier, n: int = 200, seed: int = 0, steps: int = DEFAULT
 
 
 def contact_sheet(images: np.ndarray, prompts: list, path: str | Path, predictions: list | None = None,
-                  cols: int = 10, rows: int = 6, scale: int = 2) -> Path:
+                  cols: int = 10, rows: int = 6, scale: int | None = None) -> Path:
     """A PNG grid of generated images, each captioned with its prompt (green/red: classifier agrees)."""
     from PIL import Image, ImageDraw
 
     from core.io import atomic_save_image
 
     n = min(len(images), cols * rows)
+    scale = scale or max(1, 128 // images.shape[1])  # cells of at least 128 px
     h, w = images.shape[1] * scale, images.shape[2] * scale
     cell_h = h + 24
     sheet = Image.new("RGB", (cols * w, ((n + cols - 1) // cols) * cell_h), "white")

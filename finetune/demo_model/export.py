@@ -8,6 +8,7 @@ transformers would keep an fp16 text encoder in fp16.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -57,11 +58,29 @@ def assemble_controlnet(out_dir: str | Path, dest: str | Path | None = None) -> 
     return dest
 
 
+def assemble_upscaler(out_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """Write `dest` (default OUT/demo-upscaler) from OUT/upscaler (fp32: it is small), with its output projected
+    onto the input's box average (`consistency=True`): trained without, shipped with (see `pipelines.upscale`)."""
+    from pipelines.upscale import Upscaler
+
+    out_dir = Path(out_dir)
+    dest = Path(dest) if dest else out_dir / "demo-upscaler"
+    if dest.exists():
+        shutil.rmtree(dest)
+    model = Upscaler.from_pretrained(out_dir / "upscaler")
+    model.register_to_config(consistency=True)
+    model.save_pretrained(dest, safe_serialization=True)
+    config = json.loads((dest / "config.json").read_text())
+    config.pop("_name_or_path", None)  # a path on the training machine
+    atomic_write_json(dest / "config.json", config)
+    return dest
+
+
 def install(out_dir: str | Path, models_dir: str | Path = MODELS_DIR, report: dict | None = None) -> list[Path]:
     """Copy the finished folders into `assets/models/` (what `load_sd_pipeline("demo")` reads)."""
     out_dir, models_dir = Path(out_dir), Path(models_dir)
     copied = []
-    for name in ("demo-sd", "demo-controlnet", "demo-clip", "attribute-classifier"):
+    for name in ("demo-sd", "demo-controlnet", "demo-clip", "attribute-classifier", "demo-upscaler"):
         src = out_dir / name
         if not src.is_dir():
             continue
