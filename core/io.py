@@ -63,7 +63,14 @@ def write_results_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pa
 _ABS_PATH = re.compile(r"(?<![\w.~])/(?:[\w.@+-]+/)*[\w.@+-]+")
 
 
-def portable(obj: Any, base: str | Path | None = None) -> Any:
+def printable(obj: Any) -> Any:
+    """What a command prints with --json: like `portable`, but temp-folder paths stay absolute, because a
+    user must be able to open every printed path from where the command ran (`$TMPDIR/...` is for files
+    that travel, not for an answer)."""
+    return portable(obj, keep_tmp=True)
+
+
+def portable(obj: Any, base: str | Path | None = None, keep_tmp: bool = False) -> Any:
     """`obj` with every absolute path inside its strings (also inside a printed command) rewritten
     relative to `base` (default: the working directory), e.g. /work/shared/data/x -> ../shared/data/x.
 
@@ -79,7 +86,7 @@ def portable(obj: Any, base: str | Path | None = None) -> Any:
             if p.startswith(str(root) + "/"):
                 return os.path.relpath(p, root)
             if p.startswith(tmp):
-                return "$TMPDIR/" + p[len(tmp):]
+                return p if keep_tmp else "$TMPDIR/" + p[len(tmp):]
             parts = Path(p).parts
             if top is None or len(parts) < 2 or parts[1] != top:
                 return p
@@ -91,9 +98,10 @@ def portable(obj: Any, base: str | Path | None = None) -> Any:
     if isinstance(obj, Path):
         return fix(str(obj))
     if isinstance(obj, dict):
-        return {portable(k, root) if isinstance(k, str) else k: portable(v, root) for k, v in obj.items()}
+        return {portable(k, root, keep_tmp) if isinstance(k, str) else k: portable(v, root, keep_tmp)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [portable(v, root) for v in obj]
+        return [portable(v, root, keep_tmp) for v in obj]
     return obj
 
 

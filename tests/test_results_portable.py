@@ -45,3 +45,15 @@ def test_committed_results_hold_no_machine_paths():
         for m in MACHINE_PATH.finditer(f.read_text()):
             bad.append(f"{f.name}: ...{f.read_text()[max(0, m.start() - 30):m.end() + 30]}...")
     assert not bad, "\n".join(bad[:10])
+
+
+def test_printed_json_keeps_paths_a_user_can_open(tmp_path, monkeypatch):
+    """A command's printed --json answer names temp-folder outputs by their real path (the slow
+    reproducibility test opened `$TMPDIR/.../manifest.jsonl` before), and work-tree paths relative to it."""
+    from core.io import printable
+
+    monkeypatch.chdir(tmp_path)
+    out_dir = Path(tempfile.gettempdir()) / "atelier-x" / "gen"
+    printed = printable({"output_dir": str(out_dir), "here": str(tmp_path / "a" / "b.png")})
+    assert printed == {"output_dir": str(out_dir), "here": "a/b.png"}
+    assert portable({"output_dir": str(out_dir)})["output_dir"] == "$TMPDIR/atelier-x/gen"

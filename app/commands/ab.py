@@ -27,12 +27,12 @@ def _store(db: str | Path):
 
 
 def _emit(obj, as_json: bool, text: str | None = None, json_out: Path | None = None) -> None:
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     if json_out is not None:
         write_results_json(json_out, obj)
     if as_json:
-        typer.echo(json.dumps(portable(obj), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(obj), indent=2, sort_keys=True))
     elif text is not None:
         typer.echo(text)
 

@@ -26,7 +26,7 @@ def batch(
     json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the summary here.", callback=options.out_file)] = None,
 ) -> None:
     """Generate a campaign's images, manifest and contact sheet; rerunning skips what is done and verified."""
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     if dry_run:
         from app.batch.audience import ShopData
@@ -65,4 +65,4 @@ def batch(
     if json_out is not None:
         write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(result), indent=2, sort_keys=True))

@@ -32,7 +32,7 @@ def eval_cmd(
 ) -> None:
     """Generate held-out captions and read color / category / pattern back with the attribute classifier."""
     from core.errors import InputError
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
     from finetune.demo_model.evaluate import (
         contact_sheet,
         controlnet_fidelity,
@@ -68,7 +68,7 @@ def eval_cmd(
     if json_out:
         write_results_json(json_out, metrics)
     if as_json:
-        typer.echo(json.dumps(portable(metrics), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(metrics), indent=2, sort_keys=True))
     else:
         for k in ("color_accuracy", "category_accuracy", "pattern_accuracy", "clip_score"):
             if k in metrics:

@@ -39,7 +39,7 @@ def personalization(
 ) -> None:
     """Share of generated images matching each user's true favourite color/pattern: own vs other vs plain."""
     from app.evaluation import evaluate_backbones, evaluate_personalization
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     if backbones is not None:
         from recommenders.base import model_class
@@ -53,7 +53,7 @@ def personalization(
         if json_out is not None:
             write_results_json(json_out, result)
         if as_json:
-            typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
+            typer.echo(json.dumps(printable(result), indent=2, sort_keys=True))
             return
         typer.echo(f"{result['n_users']} held-out users, {result['candidates']} images each per row, "
                    f"{result['device']}, {result['seconds']} s")
@@ -76,7 +76,7 @@ def personalization(
     if json_out is not None:
         write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(result), indent=2, sort_keys=True))
         return
     typer.echo(f"{result['n_users']} held-out users, {result['images_per_variant']} images per variant, "
                f"{result['device']}, {result['seconds']} s")

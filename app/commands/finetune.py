@@ -29,7 +29,7 @@ def _emit(report: dict, as_json: bool, json_out: Optional[Path], summary_keys: t
     """Print the report (JSON or a few lines) and write it atomically when asked."""
     import time
 
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
     from pipelines.device import describe, pick_device
 
     report.setdefault("device", describe(pick_device(report.get("device"))))
@@ -38,7 +38,7 @@ def _emit(report: dict, as_json: bool, json_out: Optional[Path], summary_keys: t
     if json_out:
         write_results_json(json_out, report)
     if as_json:
-        typer.echo(json.dumps(portable(report), indent=2, sort_keys=True, default=str))
+        typer.echo(json.dumps(printable(report), indent=2, sort_keys=True, default=str))
         return
     for key in summary_keys or tuple(report):
         if key in report:
@@ -458,7 +458,7 @@ def demo_model(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the training report here.", callback=options.out_file),
 ) -> None:
     """Train the demo Stable Diffusion, ControlNet, open_clip scorer and attribute classifier from scratch."""
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
     from finetune.demo_model import train_demo_models
     from finetune.demo_model.export import install as install_models
     from pipelines.device import pick_device, set_threads
@@ -470,4 +470,4 @@ def demo_model(
         report["installed"] = [str(p) for p in install_models(out, report=report)]
     if json_out:
         write_results_json(json_out, report)
-    typer.echo(json.dumps(portable(report), indent=2, sort_keys=True, default=str))
+    typer.echo(json.dumps(printable(report), indent=2, sort_keys=True, default=str))

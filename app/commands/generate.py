@@ -124,7 +124,7 @@ def pipeline_spec(*, model, lora, lora_scale, adapter, reward, device, dtype, sc
 def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[dict]:
     """Write images + manifest, then print a short table or the JSON records."""
     from core.creative import Manifest
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     manifest = Manifest(out / "manifest.jsonl")
     paths = output.save(out, manifest)
@@ -132,7 +132,7 @@ def finish(output, out: Path, as_json: bool, json_out: Optional[Path]) -> list[d
     if json_out is not None:
         write_results_json(json_out, records)
     if as_json:
-        typer.echo(json.dumps(portable(records), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(records), indent=2, sort_keys=True))
     else:
         for c, p in zip(output.creatives, paths):
             scores = " ".join(f"{k}={v:.3f}" for k, v in sorted(c.scores.items()) if k != "rank")

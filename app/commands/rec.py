@@ -25,12 +25,12 @@ def _threads(n: int) -> None:
 
 
 def _emit(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     if json_out is not None:
         write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(portable(result), indent=2, default=float))
+        typer.echo(json.dumps(printable(result), indent=2, default=float))
 
 
 def _int_list(value: str, option: str, example: str) -> list[int]:

@@ -38,12 +38,12 @@ def shop_counts(path: Path | None = None) -> dict:
 
 
 def _print(result: dict, as_json: bool, json_out: Optional[Path]) -> None:
-    from core.io import portable, write_results_json
+    from core.io import printable, write_results_json
 
     if json_out is not None:
         write_results_json(json_out, result)
     if as_json:
-        typer.echo(json.dumps(portable(result), indent=2, sort_keys=True))
+        typer.echo(json.dumps(printable(result), indent=2, sort_keys=True))
     else:
         for key, value in result.items():
             typer.echo(f"{key:>18}: {value}")
