@@ -119,6 +119,7 @@ def test_history_lists_past_runs_newest_first_and_opens_one(server, browser):
     shot(d, "history")
 
 
+@pytest.mark.slow  # 4 x 500 denoising steps while a second session loads: about 4 min here (make test-slow)
 def test_second_session_sees_its_place_in_line(server, browser):
     """Session 1 runs four 500-step X/Y cells (500: the most steps a request takes); session 2 (another tab)
     generates in the Shopper and is told

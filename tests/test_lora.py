@@ -167,7 +167,11 @@ def test_lora_command_prints_and_writes_json(tiny_sd, data_dir, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout[result.stdout.index("{"):])
-    assert printed == json.loads((tmp_path / "report.json").read_text())
+    from core.io import portable
+
+    # the same report: printed with real paths (a user opens them), written portable ($TMPDIR/... for temp paths)
+    assert portable(printed) == json.loads((tmp_path / "report.json").read_text())
+    assert Path(printed["lora"]).is_file()
     assert printed["steps"] == 2 and printed["examples"] == 4
     assert len(list((tmp_path / "cli" / "checkpoints").glob("step-*"))) == 2  # the limit keeps two
     result = CliRunner().invoke(app, ["lora", str(tmp_path / "missing"), "--base-model", str(tiny_sd)])
