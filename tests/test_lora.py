@@ -62,6 +62,7 @@ def lora_tensors(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "pytorch_lora_weights.safetensors"))
 
 
+@pytest.mark.slow  # ~30 s (make test-slow)
 def test_sigkill_then_resume_latest_gives_same_weights(tiny_sd, data_dir, tmp_path):
     from finetune.data import load_caption_folder
     from finetune.lora import LoraTrainConfig, train_lora

@@ -27,6 +27,7 @@ def test_user_conditions_are_the_recommenders_and_leave_items_out(shop, users):
     assert users.embeddings([u, u]).shape == (2, users.dim)
 
 
+@pytest.mark.slow  # ~70 s on this CPU: keeps make test under 15 min (make test-slow)
 def test_reward_model_learns_clicks_and_reports_oracle_auc(shop, users, tmp_path):
     from finetune.reward_model import (
         RewardModel,
@@ -81,6 +82,7 @@ def test_reward_model_learns_clicks_and_reports_oracle_auc(shop, users, tmp_path
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.slow  # ~70 s on this CPU: keeps make test under 15 min (make test-slow)
 def test_reward_model_at_chance_on_shuffled_clicks(shop, users):
     """Guard against leakage: with labels shuffled there is nothing to learn."""
     from finetune.reward_model import (
