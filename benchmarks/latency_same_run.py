@@ -35,10 +35,22 @@ def _bench_json(data_name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _cf_models(spec: str, names: list[str]):
-    """(name, model ready to score, rows to score) for CF data."""
+def _ready(model, data, fitted: bool):
+    """The model fitted (cheap models) or with its network built at its initial weights (the scoring arithmetic
+    is the same), ready to score."""
     import torch
 
+    if fitted:
+        model.fit(data, progress=False)
+    else:
+        torch.manual_seed(0)
+        model.net = model.setup_fit(data, 0)
+        model.net.eval()
+    return model
+
+
+def _cf_models(spec: str, names: list[str]):
+    """(name, model ready to score, rows to score) for CF data."""
     from recommenders.bench import make_model
     from recommenders.bench_config import resolve, stats_of
     from recommenders.datasets import load_cf
@@ -48,21 +60,13 @@ def _cf_models(spec: str, names: list[str]):
     users = np.arange(min(1000, data.n_users))
     out = []
     for name in names:
-        model = make_model(name, rc.models.get(name, {}))
-        if name in FITTED:
-            model.fit(data, progress=False)
-        else:
-            torch.manual_seed(0)
-            model.net = model.setup_fit(data, 0)
-            model.net.eval()
+        model = _ready(make_model(name, rc.models.get(name, {})), data, name in FITTED)
         out.append((name, lambda m=model: m.score(users), len(users)))
     return data.name, rc.line, out
 
 
 def _seq_models(spec: str, names: list[str]):
     """(name, scoring call, rows) for sequential data, DreamRec with the bench's chosen sampler."""
-    import torch
-
     from recommenders.base import model_class
     from recommenders.datasets import load_seq
     from recommenders.seq_bench import parse_variant, resolve_model, run_config
@@ -76,13 +80,7 @@ def _seq_models(spec: str, names: list[str]):
     out = []
     for name in names:
         key, base, hp = resolve_model(name, cfg)
-        model = model_class(base)(**hp)
-        if base in FITTED:
-            model.fit(data, progress=False)
-        else:
-            torch.manual_seed(0)
-            model.net = model.setup_fit(data, 0)
-            model.net.eval()
+        model = _ready(model_class(base)(**hp), data, base in FITTED)
         kwargs, label = {}, name
         if base == "dreamrec" and key in chosen:
             sampler, steps, _ = parse_variant(chosen[key]["variant"])
