@@ -29,6 +29,12 @@ def demo_users(ws: Workspace, n: int | None = None) -> list[tuple[str, str]]:
     return [(f"{u} ({shop.segment_of(u)})", u) for u in ids]
 
 
+def tab_choices(ws: Workspace) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """What a shopper-facing tab offers: demo shoppers, recommenders and categories ("any" first); raises
+    `Unavailable` when the shop or the models are missing."""
+    return demo_users(ws), ws.available_models(), ["any"] + list(ws.catalog().categories())
+
+
 def pick_user(ws: Workspace, typed: str | None) -> str | None:
     """The shopper id a dropdown value or typed text names: an exact id, a label "u0500 (segment)", or
     a unique id prefix; None for empty text. Unknown text is an InputError naming what was typed."""
@@ -183,9 +189,7 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     import gradio as gr
 
     try:
-        users = demo_users(ws)
-        models = ws.available_models()
-        categories = ["any"] + list(ws.catalog().categories())
+        users, models, categories = tab_choices(ws)
     except Unavailable as e:
         gr.Markdown(f"**Not available:** {e}")
         return

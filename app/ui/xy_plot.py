@@ -132,12 +132,10 @@ def build(ws: Workspace, shared: dict[str, Any]) -> None:
     import gradio as gr
 
     from .progress import RunProgress, gradio_reporter, progress_line
-    from .shopper import demo_users, pick_user, user_history
+    from .shopper import pick_user, tab_choices, user_history
 
     try:
-        users = demo_users(ws)
-        models = ws.available_models()
-        categories = ["any"] + list(ws.catalog().categories())
+        users, models, categories = tab_choices(ws)
     except Unavailable as e:
         gr.Markdown(f"**Not available:** {e}")
         return
